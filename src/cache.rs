@@ -1,0 +1,349 @@
+//! The cache of freed ranges: a fixed array of slots, claimed with compare-and-swap, never a lock.
+//!
+//! Each slot is EMPTY, BUSY (one thread owns it for a moment) or FULL (it describes a cached range:
+//! address, length, what its pages hold, and when it was freed). A thread that finds a slot BUSY
+//! skips it and never waits, so a signal handler that allocates, a thread stopped by a debugger, or
+//! a `fork` while a slot is BUSY cannot deadlock anyone: at worst that one range is not reused (and
+//! the `fork` child resets its BUSY slots, see `engine::after_fork_in_child`).
+//!
+//! Ranges are plain page ranges inside pagewise's own mappings, so the cache can hand out the head
+//! of a bigger range and keep the rest (a split costs no syscall), and a block can grow in place
+//! into the cached range that follows it.
+
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// Slots per allocator: enough for the working sets in the report (the widest, a HashMap
+/// rebuilt from 4 M entries, frees about 20 distinct tables), small enough that a full scan is a
+/// few dozen loads.
+pub(crate) const SLOTS: usize = 64;
+
+const EMPTY: u8 = 0;
+const BUSY: u8 = 1;
+const FULL: u8 = 2;
+
+/// What the pages of a cached range hold; decides whether `alloc_zeroed` must clear them and
+/// whether a populate is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pages {
+    /// Resident, holding old data (`retain`).
+    Resident,
+    /// Marked `MADV_FREE`: resident until reclaimed, stale or zero page by page.
+    Lazy,
+    /// Dropped with `MADV_DONTNEED` or never touched: reads as zero, faults on touch.
+    Zero,
+}
+
+impl Pages {
+    const fn to_u64(self) -> u64 {
+        match self {
+            Pages::Resident => 0,
+            Pages::Lazy => 1,
+            Pages::Zero => 2,
+        }
+    }
+    const fn from_u64(v: u64) -> Pages {
+        match v {
+            0 => Pages::Resident,
+            1 => Pages::Lazy,
+            _ => Pages::Zero,
+        }
+    }
+}
+
+/// A cached range taken out of (or to be put into) the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) addr: usize,
+    pub(crate) len: usize,
+    pub(crate) pages: Pages,
+    /// `os::now_ms()` when the range was freed.
+    pub(crate) since_ms: u64,
+}
+
+struct Slot {
+    state: AtomicU8,
+    addr: AtomicUsize,
+    len: AtomicUsize,
+    /// `since_ms << 2 | pages`.
+    meta: AtomicU64,
+}
+
+impl Slot {
+    const fn new() -> Slot {
+        Slot {
+            state: AtomicU8::new(EMPTY),
+            addr: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            meta: AtomicU64::new(0),
+        }
+    }
+
+    fn claim(&self, from: u8) -> bool {
+        self.state
+            .compare_exchange(from, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Reads the range of a slot this thread holds BUSY.
+    fn read(&self) -> Range {
+        let meta = self.meta.load(Ordering::Relaxed);
+        Range {
+            addr: self.addr.load(Ordering::Relaxed),
+            len: self.len.load(Ordering::Relaxed),
+            pages: Pages::from_u64(meta & 3),
+            since_ms: meta >> 2,
+        }
+    }
+
+    /// Publishes `r` in a slot this thread holds BUSY.
+    fn publish(&self, r: Range) {
+        self.addr.store(r.addr, Ordering::Relaxed);
+        self.len.store(r.len, Ordering::Relaxed);
+        self.meta
+            .store(r.since_ms << 2 | r.pages.to_u64(), Ordering::Relaxed);
+        self.state.store(FULL, Ordering::Release);
+    }
+
+    fn vacate(&self) {
+        self.state.store(EMPTY, Ordering::Release);
+    }
+}
+
+/// The slot array of one allocator.
+pub(crate) struct Cache {
+    slots: [Slot; SLOTS],
+}
+
+/// Where a block may be carved out of a range: the aligned start, if `need` bytes fit.
+fn fit(r_addr: usize, r_len: usize, need: usize, align: usize) -> Option<usize> {
+    let start = r_addr.checked_add(align - 1)? & !(align - 1);
+    let end = start.checked_add(need)?;
+    (end <= r_addr + r_len).then_some(start)
+}
+
+impl Cache {
+    pub(crate) const fn new() -> Cache {
+        Cache {
+            slots: [const { Slot::new() }; SLOTS],
+        }
+    }
+
+    /// Puts `r` in an empty slot; gives it back if every slot is taken (or busy).
+    pub(crate) fn insert(&self, r: Range) -> Result<(), Range> {
+        for slot in &self.slots {
+            if slot.state.load(Ordering::Relaxed) == EMPTY && slot.claim(EMPTY) {
+                slot.publish(r);
+                return Ok(());
+            }
+        }
+        Err(r)
+    }
+
+    /// Takes the best-fitting range that can hold `need` bytes at `align`, and the leftovers on
+    /// either side of the block carved from it (`None` where there is none; the caller puts them
+    /// back or releases them). Best fit is the smallest range that fits, which keeps big ranges
+    /// whole for big requests.
+    pub(crate) fn take(
+        &self,
+        need: usize,
+        align: usize,
+    ) -> Option<(Range, Option<Range>, Option<Range>)> {
+        loop {
+            let mut best: Option<(usize, usize)> = None; // (slot, len)
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.state.load(Ordering::Acquire) != FULL {
+                    continue;
+                }
+                let len = slot.len.load(Ordering::Relaxed);
+                let addr = slot.addr.load(Ordering::Relaxed);
+                if fit(addr, len, need, align).is_some() && best.is_none_or(|(_, b)| len < b) {
+                    best = Some((i, len));
+                    if len == need {
+                        break;
+                    }
+                }
+            }
+            let (i, _) = best?;
+            let slot = &self.slots[i];
+            if !slot.claim(FULL) {
+                continue; // someone took it between the scan and the claim: scan again
+            }
+            let r = slot.read();
+            let Some(start) = fit(r.addr, r.len, need, align) else {
+                slot.publish(r); // replaced by another range since the scan
+                continue;
+            };
+            slot.vacate();
+            let head = (start > r.addr).then_some(Range {
+                len: start - r.addr,
+                ..r
+            });
+            let end = start + need;
+            let tail = (end < r.addr + r.len).then_some(Range {
+                addr: end,
+                len: r.addr + r.len - end,
+                ..r
+            });
+            return Some((
+                Range {
+                    addr: start,
+                    len: need,
+                    ..r
+                },
+                head,
+                tail,
+            ));
+        }
+    }
+
+    /// Takes the first `len` bytes of the cached range that starts exactly at `addr` (to grow a
+    /// block in place); the rest of that range stays cached. Returns what the taken pages hold.
+    pub(crate) fn take_at(&self, addr: usize, len: usize) -> Option<Pages> {
+        for slot in &self.slots {
+            if slot.state.load(Ordering::Acquire) != FULL
+                || slot.addr.load(Ordering::Relaxed) != addr
+                || slot.len.load(Ordering::Relaxed) < len
+            {
+                continue;
+            }
+            if !slot.claim(FULL) {
+                return None;
+            }
+            let r = slot.read();
+            if r.addr != addr || r.len < len {
+                slot.publish(r);
+                return None;
+            }
+            if r.len == len {
+                slot.vacate();
+            } else {
+                slot.publish(Range {
+                    addr: addr + len,
+                    len: r.len - len,
+                    ..r
+                });
+            }
+            return Some(r.pages);
+        }
+        None
+    }
+
+    /// Takes every cached range for which `pick` says yes, handing each to `release` (which
+    /// unmaps or advises it). Returns how many were taken.
+    pub(crate) fn drain(
+        &self,
+        mut pick: impl FnMut(&Range) -> bool,
+        mut release: impl FnMut(Range),
+    ) -> usize {
+        let mut n = 0;
+        for slot in &self.slots {
+            if slot.state.load(Ordering::Acquire) != FULL || !slot.claim(FULL) {
+                continue;
+            }
+            let r = slot.read();
+            if pick(&r) {
+                slot.vacate();
+                release(r);
+                n += 1;
+            } else {
+                slot.publish(r);
+            }
+        }
+        n
+    }
+
+    /// Takes the range freed longest ago, if any.
+    pub(crate) fn take_oldest(&self) -> Option<Range> {
+        loop {
+            let mut best: Option<(usize, u64)> = None;
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.state.load(Ordering::Acquire) != FULL {
+                    continue;
+                }
+                let since = slot.meta.load(Ordering::Relaxed) >> 2;
+                if best.is_none_or(|(_, b)| since < b) {
+                    best = Some((i, since));
+                }
+            }
+            let (i, _) = best?;
+            let slot = &self.slots[i];
+            if slot.claim(FULL) {
+                let r = slot.read();
+                slot.vacate();
+                return Some(r);
+            }
+        }
+    }
+
+    /// Whether any slot holds a range.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| s.state.load(Ordering::Relaxed) != FULL)
+    }
+
+    /// In a `fork` child: slots that were BUSY in the parent belong to threads that do not exist
+    /// here. Their ranges (if any) are forgotten — leaked in the child, never handed out twice.
+    pub(crate) fn reset_busy(&self) {
+        for slot in &self.slots {
+            if slot.state.load(Ordering::Relaxed) == BUSY {
+                slot.vacate();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(addr: usize, len: usize) -> Range {
+        Range {
+            addr,
+            len,
+            pages: Pages::Resident,
+            since_ms: addr as u64,
+        }
+    }
+
+    #[test]
+    fn best_fit_and_split() {
+        let c = Cache::new();
+        c.insert(r(0x100000, 0x40000)).unwrap();
+        c.insert(r(0x800000, 0x10000)).unwrap();
+        let (got, head, tail) = c.take(0x8000, 4096).unwrap();
+        assert_eq!((got.addr, got.len), (0x800000, 0x8000));
+        assert_eq!(head, None);
+        assert_eq!(tail.map(|t| (t.addr, t.len)), Some((0x808000, 0x8000)));
+        // Alignment carves a head too.
+        let (got, head, tail) = c.take(0x1000, 0x20000).unwrap();
+        assert_eq!(got.addr, 0x100000); // already aligned
+        assert!(head.is_none() && tail.is_some());
+        c.insert(r(0x201000, 0x80000)).unwrap();
+        let (got, head, tail) = c.take(0x20000, 0x40000).unwrap();
+        assert_eq!(got.addr, 0x240000);
+        assert_eq!(head.map(|h| (h.addr, h.len)), Some((0x201000, 0x3f000)));
+        assert_eq!(tail.map(|t| (t.addr, t.len)), Some((0x260000, 0x21000)));
+        assert!(c.take(1 << 30, 4096).is_none());
+    }
+
+    #[test]
+    fn take_at_grows_in_place_and_drain_picks() {
+        let c = Cache::new();
+        c.insert(r(0x10000, 0x3000)).unwrap();
+        assert_eq!(c.take_at(0x10000, 0x4000), None);
+        assert_eq!(c.take_at(0x10000, 0x1000), Some(Pages::Resident));
+        assert_eq!(c.take_at(0x11000, 0x2000), Some(Pages::Resident));
+        assert!(c.is_empty());
+        for i in 0..SLOTS {
+            c.insert(r(i << 20, 4096)).unwrap();
+        }
+        assert!(c.insert(r(1 << 40, 4096)).is_err());
+        assert_eq!(c.take_oldest().map(|o| o.addr), Some(0));
+        let mut seen = 0;
+        let n = c.drain(|x| x.addr < 10 << 20, |_| seen += 1);
+        assert_eq!((n, seen), (9, 9));
+        c.reset_busy();
+        assert!(!c.is_empty());
+    }
+}

@@ -1,0 +1,664 @@
+//! The engine behind each [`PageAlloc`](crate::PageAlloc): the large-block paths (map, reuse,
+//! release, grow, shrink), its cache and counters, decay and pressure.
+//!
+//! Engines live in a static pool rather than inside `PageAlloc`, so that the background thread
+//! can reach them without a pointer to a value that might move or be dropped: an allocator claims
+//! a pool slot on first use and gives it back when dropped. Slot 0 is the overflow engine, used by
+//! allocators beyond the pool: it has no cache and unmaps at free.
+
+use core::ffi::CStr;
+use core::ptr;
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release as Rel};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+
+use crate::cache::{Cache, Pages, Range};
+use crate::config::{Config, DEFAULT_PRESSURE_FILE, NEVER};
+use crate::os::{self, HUGE, PAGE};
+use crate::policy::{Prefetch, Release};
+use crate::pressure::{self, Pressure};
+use crate::stats::Counters;
+use crate::{background, report};
+
+/// Engines in the pool, the overflow engine included.
+pub(crate) const POOL: usize = 65;
+
+const FREE: u8 = 0;
+const CLAIMED: u8 = 1;
+const ACTIVE: u8 = 2;
+
+pub(crate) struct Engine {
+    state: AtomicU8,
+    release: AtomicU8,
+    prefetch: AtomicU8,
+    background: AtomicBool,
+    budget: AtomicUsize,
+    decay_ms: AtomicU64,
+    pressure_threshold: AtomicU32,
+    /// Code-given pressure file, or null for the environment's or the default.
+    pressure_file: AtomicPtr<core::ffi::c_char>,
+    last_maintenance_ms: AtomicU64,
+    pub(crate) counters: Counters,
+    cache: Cache,
+    pressure: Pressure,
+}
+
+pub(crate) static ENGINES: [Engine; POOL] = [const { Engine::new() }; POOL];
+
+/// Rounds a block size to the length of its mapping: pages below 2 MiB, whole 2 MiB units from
+/// there on, so that a huge-page mapping is fully covered by huge pages and the cache sees fewer
+/// distinct lengths. Depends on the size only (never on the configuration), because `dealloc`
+/// recomputes it. `None` on overflow.
+#[inline]
+pub(crate) fn map_len(size: usize) -> Option<usize> {
+    let unit = if size >= HUGE { HUGE } else { PAGE };
+    let len = size.checked_add(unit - 1)? & !(unit - 1);
+    (len <= isize::MAX as usize).then_some(len)
+}
+
+impl Engine {
+    const fn new() -> Engine {
+        Engine {
+            state: AtomicU8::new(FREE),
+            release: AtomicU8::new(Release::Unmap.to_u8()),
+            prefetch: AtomicU8::new(Prefetch::None.to_u8()),
+            background: AtomicBool::new(false),
+            budget: AtomicUsize::new(0),
+            decay_ms: AtomicU64::new(NEVER),
+            pressure_threshold: AtomicU32::new(1000),
+            pressure_file: AtomicPtr::new(ptr::null_mut()),
+            last_maintenance_ms: AtomicU64::new(0),
+            counters: Counters::new(),
+            cache: Cache::new(),
+            pressure: Pressure::new(),
+        }
+    }
+
+    /// Claims a pool engine for a new allocator and configures it; the overflow engine (index 0)
+    /// when the pool is exhausted. Returns the index.
+    pub(crate) fn claim(config: &Config) -> usize {
+        crate::fork::register();
+        for (i, e) in ENGINES.iter().enumerate().skip(1) {
+            if e.state.load(Relaxed) == FREE
+                && e.state
+                    .compare_exchange(FREE, CLAIMED, Acquire, Relaxed)
+                    .is_ok()
+            {
+                e.counters.reset();
+                e.configure(config);
+                e.state.store(ACTIVE, Rel);
+                if config.verbose {
+                    e.print_config(config);
+                }
+                if config.stats_at_exit {
+                    crate::fork::print_stats_at_exit();
+                }
+                return i;
+            }
+        }
+        0
+    }
+
+    /// Gives a claimed engine back to the pool (its allocator was dropped), releasing its cache.
+    pub(crate) fn unclaim(&self) {
+        self.purge(PurgeReason::Purge);
+        self.pressure.reset();
+        self.state.store(FREE, Rel);
+    }
+
+    /// Applies a configuration (threshold excepted: that belongs to the allocator).
+    pub(crate) fn configure(&self, c: &Config) {
+        self.release.store(c.release.to_u8(), Relaxed);
+        self.prefetch.store(c.prefetch.to_u8(), Relaxed);
+        self.background.store(c.background, Relaxed);
+        self.budget.store(c.cache, Relaxed);
+        self.decay_ms.store(c.decay_ms, Relaxed);
+        self.pressure_threshold.store(c.pressure_threshold, Relaxed);
+        let file = match (c.pressure_file, c.use_env) {
+            (Some(f), _) => f.as_ptr().cast_mut(),
+            _ => ptr::null_mut(),
+        };
+        self.pressure_file.store(file, Relaxed);
+        self.pressure.reset();
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.state.load(Acquire) == ACTIVE
+    }
+
+    pub(crate) fn release_policy(&self) -> Release {
+        Release::from_u8(self.release.load(Relaxed))
+    }
+
+    fn prefetch(&self) -> Prefetch {
+        Prefetch::from_u8(self.prefetch.load(Relaxed))
+    }
+
+    pub(crate) fn background_enabled(&self) -> bool {
+        self.background.load(Relaxed)
+    }
+
+    pub(crate) fn decay(&self) -> u64 {
+        self.decay_ms.load(Relaxed)
+    }
+
+    pub(crate) fn has_cached(&self) -> bool {
+        !self.cache.is_empty()
+    }
+
+    fn pressure_path(&self) -> &'static CStr {
+        let p = self.pressure_file.load(Relaxed);
+        if !p.is_null() {
+            // SAFETY: non-null values come from a `&'static CStr` in `configure`.
+            return unsafe { CStr::from_ptr(p) };
+        }
+        env_pressure_path()
+    }
+
+    /// Whether the pressure signal is on (reads it at most every few milliseconds).
+    pub(crate) fn pressure_on(&self, now: u64) -> bool {
+        let on = self.pressure.is_on(
+            self.pressure_path(),
+            self.pressure_threshold.load(Relaxed),
+            now,
+        );
+        self.counters.pressure_on.store(on as u64, Relaxed);
+        on
+    }
+
+    fn print_config(&self, c: &Config) {
+        let psi = matches!(
+            self.pressure.open(self.pressure_path()),
+            pressure::Source::Psi
+        );
+        report::verbose(
+            c,
+            match (c.background, psi) {
+                (true, true) => "background release thread on; pressure from PSI",
+                (false, true) => "background release thread off; pressure from PSI",
+                (true, false) => "background release thread on; pressure file unreadable, falling back to free RAM below 5% (sysinfo)",
+                (false, false) => "background release thread off; pressure file unreadable, falling back to free RAM below 5% (sysinfo)",
+            },
+        );
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Allocation
+
+    /// A large block of `size` bytes at `align`: from the cache if a range fits, else fresh.
+    pub(crate) fn alloc(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let Some(len) = map_len(size) else {
+            return ptr::null_mut();
+        };
+        let now = os::now_ms();
+        self.maintain_if_due(now);
+        let align = align.max(PAGE);
+        let c = &self.counters;
+        if let Some(r) = self.take_cached(len, align) {
+            Counters::add(&c.cache_hits, 1);
+            Counters::add(&c.large_allocs, 1);
+            Counters::add(&c.live_bytes, len as u64);
+            let p = r.addr as *mut u8;
+            match r.pages {
+                // SAFETY: the range was just taken out of the cache: we own it and it is mapped
+                // read-write for `len >= size` bytes.
+                Pages::Resident | Pages::Lazy if zeroed => unsafe { ptr::write_bytes(p, 0, size) },
+                Pages::Zero if self.prefetch().populates() => {
+                    Counters::add(&c.populate_calls, 1);
+                    // SAFETY: as above; populating keeps the (zero) contents.
+                    unsafe { os::populate(p, len) };
+                }
+                _ => {}
+            }
+            return p;
+        }
+        Counters::add(&c.cache_misses, 1);
+        let p = self.fresh(len, align, self.prefetch());
+        if !p.is_null() {
+            Counters::add(&c.large_allocs, 1);
+            Counters::add(&c.live_bytes, len as u64);
+        }
+        p
+    }
+
+    /// Takes a fitting range out of the cache, putting back what is left on either side.
+    fn take_cached(&self, len: usize, align: usize) -> Option<Range> {
+        let (r, head, tail) = self.cache.take(len, align)?;
+        self.uncount_cached(&r);
+        for rest in [head, tail].into_iter().flatten() {
+            if let Err(rest) = self.cache.insert(rest) {
+                self.uncount_cached(&rest);
+                self.unmap_range(&rest);
+            }
+        }
+        Some(r)
+    }
+
+    /// A fresh private anonymous mapping of `len` bytes at `align`, set up for `prefetch`.
+    fn fresh(&self, len: usize, align: usize, prefetch: Prefetch) -> *mut u8 {
+        let huge = prefetch.huge_pages() && len >= HUGE;
+        let align = if huge { align.max(HUGE) } else { align };
+        let populate = prefetch.populates();
+        // Without MADV_POPULATE_WRITE (before 5.14) populate at mmap time instead.
+        let map_populate = populate && !os::has_populate_write();
+        let flags = if map_populate { libc::MAP_POPULATE } else { 0 };
+        let Some(p) = self.map_aligned(len, align, flags) else {
+            return ptr::null_mut();
+        };
+        let c = &self.counters;
+        if huge {
+            Counters::add(&c.madvise_calls, 1);
+            // SAFETY: p..p+len is the mapping just made; MADV_HUGEPAGE only changes how it faults.
+            let _ = unsafe { os::advise(p, len, libc::MADV_HUGEPAGE) };
+        }
+        // SAFETY: as above; naming only labels the VMA.
+        unsafe { os::name(p, len) };
+        if populate {
+            Counters::add(&c.populate_calls, 1);
+            if !map_populate {
+                // SAFETY: as above.
+                unsafe { os::populate(p, len) };
+            }
+        }
+        p
+    }
+
+    /// `mmap` of `len` bytes whose start is a multiple of `align`: over-map by `align - PAGE`
+    /// and unmap the excess on both sides. Linux 6.7+ already returns 2 MiB-aligned addresses for
+    /// lengths that are multiples of 2 MiB, so a plain mapping is tried first when that may help.
+    fn map_aligned(&self, len: usize, align: usize, flags: libc::c_int) -> Option<*mut u8> {
+        let c = &self.counters;
+        if align <= HUGE {
+            Counters::add(&c.mmap_calls, 1);
+            let p = os::map(len, flags).ok()?;
+            if p as usize & (align - 1) == 0 {
+                return Some(p);
+            }
+            Counters::add(&c.munmap_calls, 1);
+            // SAFETY: p..p+len was just mapped and is not handed out.
+            let _ = unsafe { os::unmap(p, len) };
+        }
+        let over = len.checked_add(align - PAGE)?;
+        Counters::add(&c.mmap_calls, 1);
+        let raw = os::map(over, flags).ok()?;
+        let start = (raw as usize + align - 1) & !(align - 1);
+        let head = start - raw as usize;
+        let tail = over - head - len;
+        if head > 0 {
+            Counters::add(&c.munmap_calls, 1);
+            // SAFETY: raw..start is the unused head of our own fresh mapping.
+            let _ = unsafe { os::unmap(raw, head) };
+        }
+        if tail > 0 {
+            Counters::add(&c.munmap_calls, 1);
+            // SAFETY: start+len..raw+over is the unused tail of our own fresh mapping.
+            let _ = unsafe { os::unmap((start + len) as *mut u8, tail) };
+        }
+        Some(start as *mut u8)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Free
+
+    /// Frees a large block of `size` bytes.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this engine allocated with `size`.
+    pub(crate) unsafe fn free(&self, p: *mut u8, size: usize) {
+        let Some(len) = map_len(size) else { return };
+        let c = &self.counters;
+        Counters::add(&c.large_frees, 1);
+        Counters::sub(&c.live_bytes, len as u64);
+        let now = os::now_ms();
+        self.release_range(p as usize, len, now);
+        self.maintain_if_due(now);
+    }
+
+    /// Applies the release policy to a range that no block uses any more.
+    fn release_range(&self, addr: usize, len: usize, now: u64) {
+        let c = &self.counters;
+        let policy = self.release_policy();
+        let budget = self.budget.load(Relaxed);
+        if !policy.caches() || len > budget {
+            self.unmap_range(&Range {
+                addr,
+                len,
+                pages: Pages::Resident,
+                since_ms: now,
+            });
+            return;
+        }
+        let pages = match policy {
+            Release::Retain => Pages::Resident,
+            Release::DontNeed => self.advise_dontneed(addr, len),
+            Release::Free => self.advise_free(addr, len),
+            _ if self.pressure_on(now) => {
+                // Adaptive under pressure: drop at once and shrink the cache.
+                self.drain_pressure();
+                self.advise_dontneed(addr, len)
+            }
+            _ => self.advise_free(addr, len),
+        };
+        let r = Range {
+            addr,
+            len,
+            pages,
+            since_ms: now,
+        };
+        // What does not fit the budget goes, oldest first.
+        while c.cached_bytes.load(Relaxed) as usize + len > budget {
+            match self.cache.take_oldest() {
+                Some(old) => {
+                    self.uncount_cached(&old);
+                    self.unmap_range(&old);
+                }
+                None => break,
+            }
+        }
+        self.count_cached(&r);
+        if let Err(r) = self.cache.insert(r) {
+            // Every slot is in use: evict the oldest range for this one.
+            match self.cache.take_oldest() {
+                Some(old) => {
+                    self.uncount_cached(&old);
+                    self.unmap_range(&old);
+                    if let Err(r) = self.cache.insert(r) {
+                        self.uncount_cached(&r);
+                        self.unmap_range(&r);
+                    }
+                }
+                None => {
+                    self.uncount_cached(&r);
+                    self.unmap_range(&r);
+                }
+            }
+        }
+        if self.background_enabled() && self.decay() != NEVER
+            || policy == Release::Adaptive && self.background_enabled()
+        {
+            background::ensure_started();
+        }
+    }
+
+    fn advise_dontneed(&self, addr: usize, len: usize) -> Pages {
+        let c = &self.counters;
+        Counters::add(&c.madvise_calls, 1);
+        // SAFETY: the range belongs to no block; dropping its pages is what we want.
+        match unsafe { os::advise(addr as *mut u8, len, libc::MADV_DONTNEED) } {
+            Ok(()) => {
+                Counters::add(&c.released_bytes, len as u64);
+                Pages::Zero
+            }
+            Err(_) => Pages::Resident,
+        }
+    }
+
+    fn advise_free(&self, addr: usize, len: usize) -> Pages {
+        if !os::has_free() {
+            return self.advise_dontneed(addr, len);
+        }
+        Counters::add(&self.counters.madvise_calls, 1);
+        // SAFETY: the range belongs to no block; its contents may be discarded.
+        match unsafe { os::advise(addr as *mut u8, len, libc::MADV_FREE) } {
+            Ok(()) => Pages::Lazy,
+            Err(_) => self.advise_dontneed(addr, len),
+        }
+    }
+
+    fn unmap_range(&self, r: &Range) {
+        let c = &self.counters;
+        Counters::add(&c.munmap_calls, 1);
+        if r.pages != Pages::Zero {
+            Counters::add(&c.released_bytes, r.len as u64);
+        }
+        // SAFETY: ranges passed here belong to no block and to no cache slot any more.
+        let _ = unsafe { os::unmap(r.addr as *mut u8, r.len) };
+    }
+
+    fn count_cached(&self, r: &Range) {
+        let c = &self.counters;
+        Counters::add(&c.cached_bytes, r.len as u64);
+        match r.pages {
+            Pages::Resident => Counters::add(&c.cached_resident_bytes, r.len as u64),
+            Pages::Lazy => Counters::add(&c.cached_lazy_bytes, r.len as u64),
+            Pages::Zero => {}
+        }
+    }
+
+    fn uncount_cached(&self, r: &Range) {
+        let c = &self.counters;
+        Counters::sub(&c.cached_bytes, r.len as u64);
+        match r.pages {
+            Pages::Resident => Counters::sub(&c.cached_resident_bytes, r.len as u64),
+            Pages::Lazy => Counters::sub(&c.cached_lazy_bytes, r.len as u64),
+            Pages::Zero => {}
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Realloc
+
+    /// Resizes a large block to another large size, moving pages rather than bytes.
+    ///
+    /// # Safety
+    /// `p` must be a live block of this engine allocated with `old_size` and `align`.
+    pub(crate) unsafe fn realloc(
+        &self,
+        p: *mut u8,
+        old_size: usize,
+        align: usize,
+        new_size: usize,
+    ) -> *mut u8 {
+        let (Some(old_len), Some(new_len)) = (map_len(old_size), map_len(new_size)) else {
+            return ptr::null_mut();
+        };
+        let c = &self.counters;
+        Counters::add(&c.reallocs, 1);
+        let addr = p as usize;
+        if new_len == old_len {
+            Counters::add(&c.in_place_reallocs, 1);
+            return p;
+        }
+        if new_len < old_len {
+            // Shrink in place; the tail is freed like a block.
+            Counters::add(&c.in_place_reallocs, 1);
+            Counters::sub(&c.live_bytes, (old_len - new_len) as u64);
+            self.release_range(addr + new_len, old_len - new_len, os::now_ms());
+            return p;
+        }
+        let extra = new_len - old_len;
+        // Grow into the cached range right after the block: no syscall, no copy.
+        if let Some(pages) = self.cache.take_at(addr + old_len, extra) {
+            self.uncount_cached(&Range {
+                addr: addr + old_len,
+                len: extra,
+                pages,
+                since_ms: 0,
+            });
+            Counters::add(&c.in_place_reallocs, 1);
+            Counters::add(&c.live_bytes, extra as u64);
+            return p;
+        }
+        let prefetch = self.prefetch();
+        let huge = prefetch.huge_pages() && new_len >= HUGE;
+        let moved = if align <= PAGE && !huge {
+            // SAFETY: the caller gives us the live block p..p+old_len, one of our mappings.
+            unsafe { os::remap(p, old_len, new_len) }.ok()
+        } else {
+            // Move into a fresh aligned reservation so that alignment (and huge pages) hold.
+            let align = if huge {
+                align.max(HUGE)
+            } else {
+                align.max(PAGE)
+            };
+            self.map_aligned(new_len, align, 0).and_then(|dest| {
+                // SAFETY: p..p+old_len is the caller's live block; dest..dest+new_len is a
+                // reservation we just made and nothing uses.
+                match unsafe { os::remap_to(p, old_len, new_len, dest) } {
+                    Ok(()) => Some(dest),
+                    Err(_) => {
+                        // SAFETY: the reservation is ours and unused.
+                        let _ = unsafe { os::unmap(dest, new_len) };
+                        None
+                    }
+                }
+            })
+        };
+        if let Some(q) = moved {
+            Counters::add(&c.mremaps, 1);
+            Counters::add(&c.live_bytes, extra as u64);
+            if huge {
+                Counters::add(&c.madvise_calls, 1);
+                // SAFETY: q..q+new_len is now the block; MADV_HUGEPAGE only changes faulting.
+                let _ = unsafe { os::advise(q, new_len, libc::MADV_HUGEPAGE) };
+            }
+            if prefetch.populates() {
+                Counters::add(&c.populate_calls, 1);
+                // SAFETY: the new tail belongs to the block; populating keeps contents.
+                unsafe { os::populate(q.add(old_len), extra) };
+            }
+            return q;
+        }
+        // mremap refused (the block spans two mappings, or the kernel is out of memory): copy.
+        let q = self.alloc(new_size, align, false);
+        if !q.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least old_size long.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, old_size);
+                self.free(p, old_size);
+            }
+        }
+        q
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Decay, pressure, purge
+
+    /// Runs decay and the pressure check from the allocation path when the background thread is
+    /// off, at most once per interval.
+    #[inline]
+    fn maintain_if_due(&self, now: u64) {
+        if self.background_enabled() && background::running() {
+            return;
+        }
+        let last = self.last_maintenance_ms.load(Relaxed);
+        if now.saturating_sub(last) < pressure::READ_INTERVAL_MS {
+            return;
+        }
+        if self
+            .last_maintenance_ms
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.maintain(now);
+        }
+    }
+
+    /// Releases ranges idle past the decay time, and the whole cache while pressure is on.
+    pub(crate) fn maintain(&self, now: u64) {
+        if self.cache.is_empty() {
+            return;
+        }
+        if self.pressure_on(now) {
+            self.drain_pressure();
+            return;
+        }
+        let decay = self.decay();
+        if decay == NEVER {
+            return;
+        }
+        self.cache.drain(
+            |r| now.saturating_sub(r.since_ms) >= decay,
+            |r| {
+                Counters::add(&self.counters.decay_releases, 1);
+                self.uncount_cached(&r);
+                self.unmap_range(&r);
+            },
+        );
+    }
+
+    fn drain_pressure(&self) {
+        self.cache.drain(
+            |_| true,
+            |r| {
+                Counters::add(&self.counters.pressure_releases, 1);
+                self.uncount_cached(&r);
+                self.unmap_range(&r);
+            },
+        );
+    }
+
+    /// Releases every cached range now.
+    pub(crate) fn purge(&self, why: PurgeReason) {
+        self.cache.drain(
+            |_| true,
+            |r| {
+                if matches!(why, PurgeReason::Purge) {
+                    Counters::add(&self.counters.purge_releases, 1);
+                }
+                self.uncount_cached(&r);
+                self.unmap_range(&r);
+            },
+        );
+    }
+
+    /// In a `fork` child: forget slots and reads that belonged to threads that are gone.
+    pub(crate) fn after_fork_in_child(&self) {
+        self.cache.reset_busy();
+        self.pressure.after_fork();
+    }
+}
+
+/// Why a purge happens (for the counters).
+#[derive(Clone, Copy)]
+pub(crate) enum PurgeReason {
+    Purge,
+}
+
+/// `PAGEWISE_PRESSURE_FILE` kept as a NUL-terminated copy, or the default path.
+fn env_pressure_path() -> &'static CStr {
+    static BUF: [AtomicU8; 257] = [const { AtomicU8::new(0) }; 257];
+    static STATE: AtomicU8 = AtomicU8::new(0); // 0 unread, 1 writing, 2 set, 3 unset
+    match STATE.load(Acquire) {
+        2 => return buf_cstr(&BUF),
+        3 | 1 => return DEFAULT_PRESSURE_FILE,
+        _ => {}
+    }
+    if STATE.compare_exchange(0, 1, AcqRel, Acquire).is_err() {
+        return env_pressure_path();
+    }
+    match crate::config::env_pressure_file() {
+        Some(path) => {
+            for (slot, &b) in BUF.iter().zip(path) {
+                slot.store(b, Relaxed);
+            }
+            BUF[path.len()].store(0, Relaxed);
+            STATE.store(2, Rel);
+            buf_cstr(&BUF)
+        }
+        None => {
+            STATE.store(3, Rel);
+            DEFAULT_PRESSURE_FILE
+        }
+    }
+}
+
+fn buf_cstr(buf: &'static [AtomicU8; 257]) -> &'static CStr {
+    // SAFETY: AtomicU8 has the same layout as u8; once STATE is 2 the buffer is never written
+    // again, and it holds a NUL within its length (written before STATE was published).
+    let bytes: &'static [u8; 257] =
+        unsafe { &*(buf as *const [AtomicU8; 257] as *const [u8; 257]) };
+    CStr::from_bytes_until_nul(bytes).unwrap_or(DEFAULT_PRESSURE_FILE)
+}
+
+impl Engine {
+    /// `base` with this engine's current settings (which `reconfigure` may have changed).
+    pub(crate) fn overlay(&self, mut base: Config) -> Config {
+        base.release = self.release_policy();
+        base.prefetch = self.prefetch();
+        base.background = self.background_enabled();
+        base.cache = self.budget.load(Relaxed);
+        base.decay_ms = self.decay();
+        base.pressure_threshold = self.pressure_threshold.load(Relaxed);
+        base
+    }
+}

@@ -1,0 +1,254 @@
+#![doc = include_str!("../README.md")]
+#![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod background;
+mod cache;
+pub mod config;
+mod engine;
+mod fork;
+mod memory;
+mod os;
+mod policy;
+mod pressure;
+mod report;
+mod stats;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::fmt;
+use core::ptr;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::alloc::System;
+
+pub use config::{parse_size, Config, ConfigError};
+pub use memory::ProcessMemory;
+pub use policy::{Prefetch, Release};
+pub use stats::Stats;
+
+use engine::{Engine, PurgeReason, ENGINES};
+
+/// A global allocator that serves large allocations from their own anonymous mappings, with a
+/// chosen prefetch mode and release policy, and passes small ones to the inner allocator `A`.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: pagewise::PageAlloc = pagewise::PageAlloc::new();
+/// # fn main() { let v = vec![0u8; 64 << 20]; assert_eq!(v[12345], 0); }
+/// ```
+///
+/// The configuration is resolved the first time the allocator is used (see [`config`] for the
+/// precedence of code and environment). Every instance has its own cache and counters; a process
+/// has room for 64 instances with a cache (beyond that, instances unmap at free). Dropping an
+/// instance releases its cache; blocks it handed out and that are still live stay mapped.
+///
+/// Nothing on the allocation path allocates, panics, or takes a lock: the cache is claimed slot by
+/// slot with compare-and-swap and a busy slot is skipped, never waited for.
+pub struct PageAlloc<A = System> {
+    inner: A,
+    config: Config,
+    /// The threshold in force, 0 until the first use resolves it.
+    threshold: AtomicUsize,
+    /// 1 + the index of this allocator's engine in the pool, 0 until the first use.
+    engine: AtomicUsize,
+}
+
+impl PageAlloc<System> {
+    /// An allocator over [`System`], configured from the environment over [`Config::DEFAULT`].
+    pub const fn new() -> PageAlloc<System> {
+        PageAlloc::with_inner(System)
+    }
+}
+
+impl Default for PageAlloc<System> {
+    fn default() -> Self {
+        PageAlloc::new()
+    }
+}
+
+impl<A> PageAlloc<A> {
+    /// An allocator that passes small allocations to `inner`.
+    pub const fn with_inner(inner: A) -> PageAlloc<A> {
+        PageAlloc {
+            inner,
+            config: Config::DEFAULT,
+            threshold: AtomicUsize::new(0),
+            engine: AtomicUsize::new(0),
+        }
+    }
+
+    /// Uses `config` in place of [`Config::DEFAULT`]; the environment still overrides it unless
+    /// the config says [`Config::ignore_env`].
+    pub const fn with_config(mut self, config: Config) -> PageAlloc<A> {
+        self.config = config;
+        self
+    }
+
+    #[inline]
+    fn threshold(&self) -> usize {
+        match self.threshold.load(Ordering::Relaxed) {
+            0 => self.init().0,
+            t => t,
+        }
+    }
+
+    #[inline]
+    fn engine(&self) -> &'static Engine {
+        match self.engine.load(Ordering::Acquire) {
+            0 => self.init().1,
+            i => &ENGINES[i - 1],
+        }
+    }
+
+    /// Resolves the configuration and claims an engine; race-tolerant (no thread waits).
+    #[cold]
+    fn init(&self) -> (usize, &'static Engine) {
+        let config = self.config.resolve();
+        let _ = self.threshold.compare_exchange(
+            0,
+            config.threshold,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let threshold = self.threshold.load(Ordering::Relaxed);
+        if let i @ 1.. = self.engine.load(Ordering::Acquire) {
+            return (threshold, &ENGINES[i - 1]);
+        }
+        let mine = Engine::claim(&config);
+        match self
+            .engine
+            .compare_exchange(0, mine + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => (threshold, &ENGINES[mine]),
+            Err(theirs) => {
+                if mine != 0 {
+                    ENGINES[mine].unclaim();
+                }
+                (threshold, &ENGINES[theirs - 1])
+            }
+        }
+    }
+
+    /// The configuration in force (resolving it if this allocator was never used).
+    pub fn config(&self) -> Config {
+        let engine = self.engine();
+        engine.overlay(self.config.resolve().threshold(self.threshold()))
+    }
+
+    /// A snapshot of this allocator's counters.
+    pub fn stats(&self) -> Stats {
+        self.engine().counters.snapshot()
+    }
+
+    /// Releases every cached range now (`munmap`), so that RSS falls at once.
+    pub fn purge(&self) {
+        self.engine().purge(PurgeReason::Purge);
+    }
+
+    /// Switches release policy, prefetch mode, cache budget, decay and pressure settings at run
+    /// time, after purging the cache. `config` is applied as given (the environment is not
+    /// consulted); its threshold is ignored, because blocks already handed out are routed by it.
+    /// Safe to call while other threads allocate: a block freed during the switch is released
+    /// under the old or the new policy.
+    pub fn reconfigure(&self, config: Config) {
+        let engine = self.engine();
+        if self.engine.load(Ordering::Acquire) == 1 {
+            return; // the shared overflow engine keeps its fixed configuration
+        }
+        engine.purge(PurgeReason::Purge);
+        engine.configure(&config);
+    }
+}
+
+impl<A> Drop for PageAlloc<A> {
+    fn drop(&mut self) {
+        if let i @ 2.. = *self.engine.get_mut() {
+            ENGINES[i - 1].unclaim();
+        }
+    }
+}
+
+impl<A> fmt::Debug for PageAlloc<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PageAlloc")
+            .field("config", &self.config)
+            .field("threshold", &self.threshold.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: large blocks are private anonymous mappings of at least `size` bytes at the requested
+// alignment, owned by exactly one block until freed; small blocks are the inner allocator's. Which
+// of the two a block is depends only on its size and the threshold, which never changes after the
+// first call, so `dealloc` and `realloc` always reach the allocator that made the block.
+unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() < self.threshold() {
+            // SAFETY: forwarded with the caller's guarantees.
+            return unsafe { self.inner.alloc(layout) };
+        }
+        self.engine().alloc(layout.size(), layout.align(), false)
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() < self.threshold() {
+            // SAFETY: forwarded with the caller's guarantees.
+            return unsafe { self.inner.alloc_zeroed(layout) };
+        }
+        self.engine().alloc(layout.size(), layout.align(), true)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if layout.size() < self.threshold() {
+            // SAFETY: small blocks come from the inner allocator with this layout.
+            return unsafe { self.inner.dealloc(ptr, layout) };
+        }
+        // SAFETY: large blocks come from this engine with this size.
+        unsafe { self.engine().free(ptr, layout.size()) }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let threshold = self.threshold();
+        let old_large = layout.size() >= threshold;
+        let new_large = new_size >= threshold;
+        match (old_large, new_large) {
+            // SAFETY: a small block of the inner allocator, resized within its range.
+            (false, false) => unsafe { self.inner.realloc(ptr, layout, new_size) },
+            // SAFETY: a large block of this engine with this size and alignment.
+            (true, true) => unsafe {
+                self.engine()
+                    .realloc(ptr, layout.size(), layout.align(), new_size)
+            },
+            (false, true) => {
+                let q = self.engine().alloc(new_size, layout.align(), false);
+                if !q.is_null() {
+                    // SAFETY: both blocks are live and distinct; the old one holds layout.size()
+                    // bytes, fewer than new_size; it came from the inner allocator.
+                    unsafe {
+                        ptr::copy_nonoverlapping(ptr, q, layout.size());
+                        self.inner.dealloc(ptr, layout);
+                    }
+                }
+                q
+            }
+            (true, false) => {
+                // SAFETY: the caller guarantees new_size, rounded to layout.align(), fits isize.
+                let small = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+                // SAFETY: new_size is non-zero (GlobalAlloc::realloc's contract).
+                let q = unsafe { self.inner.alloc(small) };
+                if !q.is_null() {
+                    // SAFETY: both blocks are live and distinct; new_size < layout.size(); the
+                    // old block is this engine's.
+                    unsafe {
+                        ptr::copy_nonoverlapping(ptr, q, new_size);
+                        self.engine().free(ptr, layout.size());
+                    }
+                }
+                q
+            }
+        }
+    }
+}

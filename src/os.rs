@@ -1,0 +1,324 @@
+//! The syscall wrappers: every `mmap`, `munmap`, `mremap`, `madvise` and `prctl` pagewise makes
+//! goes through this module, and nothing here allocates.
+//!
+//! Contract shared by all wrappers: addresses are page-aligned, lengths are non-zero multiples of
+//! the page size, and the range is one that pagewise mapped and owns. Errors come back as
+//! [`Errno`]; the caller decides whether a failure is fatal (it never is for the allocator: it
+//! returns null or falls back).
+//!
+//! Never release memory through `posix_madvise`: glibc treats `POSIX_MADV_DONTNEED` as a no-op
+//! (posix_madvise(3)).
+
+use core::ffi::c_int;
+use core::ptr;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// The base page size pagewise assumes for its rounding. Checked against `sysconf` by a test;
+/// Linux on x86-64 and most arm64 configurations use 4 KiB.
+pub(crate) const PAGE: usize = 4096;
+
+/// The transparent huge page size on x86-64 and 4 KiB-page arm64.
+pub(crate) const HUGE: usize = 2 << 20;
+
+/// A raw `errno` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Errno(pub(crate) c_int);
+
+fn errno() -> Errno {
+    // SAFETY: __errno_location returns a valid pointer to this thread's errno.
+    Errno(unsafe { *libc::__errno_location() })
+}
+
+fn check(rc: c_int) -> Result<(), Errno> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(errno())
+    }
+}
+
+/// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|extra, -1, 0)`: a fresh,
+/// zero-filled private anonymous mapping.
+pub(crate) fn map(len: usize, extra_flags: c_int) -> Result<*mut u8, Errno> {
+    // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no existing
+    // memory; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | extra_flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// `munmap(addr, len)`: returns the range and its pages to the kernel.
+///
+/// # Safety
+/// The range must be owned by pagewise and hold no live block.
+pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller owns the whole range and nothing refers to it any more.
+    check(unsafe { libc::munmap(addr.cast(), len) })
+}
+
+/// `mremap(old, old_len, new_len, MREMAP_MAYMOVE)`: grows or shrinks a mapping by moving page
+/// table entries, never by copying data (mremap(2)). Fails (EFAULT) if the range spans more than
+/// one VMA; the caller then copies.
+///
+/// # Safety
+/// The old range must be owned by pagewise and lie within one mapping.
+pub(crate) unsafe fn remap(old: *mut u8, old_len: usize, new_len: usize) -> Result<*mut u8, Errno> {
+    // SAFETY: the caller owns the old range; MAYMOVE lets the kernel choose a free destination,
+    // so no other mapping is touched.
+    let p = unsafe { libc::mremap(old.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p.cast())
+    }
+}
+
+/// `mremap(old, old_len, new_len, MREMAP_MAYMOVE|MREMAP_FIXED, dest)`: moves the pages of `old`
+/// to `dest`, replacing whatever pagewise had mapped there.
+///
+/// # Safety
+/// Both ranges must be owned by pagewise; `[dest, dest+new_len)` holds no live block.
+pub(crate) unsafe fn remap_to(
+    old: *mut u8,
+    old_len: usize,
+    new_len: usize,
+    dest: *mut u8,
+) -> Result<(), Errno> {
+    // SAFETY: the caller owns both ranges; MREMAP_FIXED unmaps only the caller's destination.
+    let p = unsafe {
+        libc::mremap(
+            old.cast(),
+            old_len,
+            new_len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dest,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// `madvise(addr, len, advice)`.
+///
+/// # Safety
+/// The range must be owned by pagewise. `MADV_DONTNEED`/`MADV_FREE` destroy its contents, so it
+/// must hold no live block for those.
+pub(crate) unsafe fn advise(addr: *mut u8, len: usize, advice: c_int) -> Result<(), Errno> {
+    // SAFETY: the caller owns the range and allows the advice's effect on its contents.
+    check(unsafe { libc::madvise(addr.cast(), len, advice) })
+}
+
+/// `MADV_POPULATE_WRITE` (Linux 5.14): not yet in every libc release.
+pub(crate) const MADV_POPULATE_WRITE: c_int = 23;
+
+const PROBE_UNKNOWN: u8 = 0;
+const PROBE_YES: u8 = 1;
+const PROBE_NO: u8 = 2;
+
+/// A feature probed once per process (race-tolerant: two threads may both probe).
+pub(crate) struct Probe(AtomicU8);
+
+impl Probe {
+    pub(crate) const fn new() -> Probe {
+        Probe(AtomicU8::new(PROBE_UNKNOWN))
+    }
+
+    pub(crate) fn get(&self, probe: impl FnOnce() -> bool) -> bool {
+        match self.0.load(Ordering::Relaxed) {
+            PROBE_YES => true,
+            PROBE_NO => false,
+            _ => {
+                let yes = probe();
+                self.0
+                    .store(if yes { PROBE_YES } else { PROBE_NO }, Ordering::Relaxed);
+                yes
+            }
+        }
+    }
+
+    /// Records that the kernel refused the feature after all.
+    pub(crate) fn refuse(&self) {
+        self.0.store(PROBE_NO, Ordering::Relaxed);
+    }
+}
+
+/// "`madvise(0, 0, advice)` will return zero iff advice is supported by the kernel" (madvise(2)).
+pub(crate) fn advice_supported(advice: c_int) -> bool {
+    // SAFETY: a zero-length range touches no memory.
+    unsafe { libc::madvise(ptr::null_mut(), 0, advice) == 0 }
+}
+
+static POPULATE_WRITE: Probe = Probe::new();
+static FREE: Probe = Probe::new();
+static VMA_NAME: Probe = Probe::new();
+
+/// Whether `MADV_POPULATE_WRITE` works here (Linux 5.14+).
+pub(crate) fn has_populate_write() -> bool {
+    POPULATE_WRITE.get(|| advice_supported(MADV_POPULATE_WRITE))
+}
+
+/// Whether `MADV_FREE` works here (Linux 4.5+).
+pub(crate) fn has_free() -> bool {
+    FREE.get(|| advice_supported(libc::MADV_FREE))
+}
+
+/// Faults `[addr, addr+len)` in for writing. Returns whether it worked; on failure some pages may
+/// be in, which is harmless (the block stays valid; they fault later).
+///
+/// # Safety
+/// The range must be owned by pagewise and mapped read-write.
+pub(crate) unsafe fn populate(addr: *mut u8, len: usize) -> bool {
+    if !has_populate_write() {
+        return false;
+    }
+    // SAFETY: the caller owns the range; POPULATE_WRITE keeps existing contents.
+    match unsafe { advise(addr, len, MADV_POPULATE_WRITE) } {
+        Ok(()) => true,
+        Err(Errno(libc::EINVAL)) => {
+            POPULATE_WRITE.refuse();
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+const PR_SET_VMA: c_int = 0x53564d41;
+const PR_SET_VMA_ANON_NAME: libc::c_ulong = 0;
+
+/// Names the range `[anon:pagewise]` in `/proc/PID/maps` (Linux 5.17 with
+/// `CONFIG_ANON_VMA_NAME`); silently does nothing where the kernel refuses.
+///
+/// # Safety
+/// The range must be owned by pagewise.
+pub(crate) unsafe fn name(addr: *mut u8, len: usize) {
+    if !VMA_NAME.get(|| true) {
+        return;
+    }
+    // SAFETY: PR_SET_VMA_ANON_NAME only labels the VMAs of a range the caller owns; the name is a
+    // static NUL-terminated string (the kernel copies it).
+    let rc = unsafe {
+        libc::prctl(
+            PR_SET_VMA,
+            PR_SET_VMA_ANON_NAME,
+            addr as libc::c_ulong,
+            len as libc::c_ulong,
+            c"pagewise".as_ptr() as libc::c_ulong,
+        )
+    };
+    if rc != 0 && errno() == Errno(libc::EINVAL) {
+        VMA_NAME.refuse();
+    }
+}
+
+/// A coarse monotonic clock in milliseconds (`CLOCK_MONOTONIC_COARSE`, served by the vDSO without
+/// a syscall; resolution one tick, 1–4 ms, enough for decay).
+pub(crate) fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// Writes all of `bytes` to stderr, ignoring errors (diagnostics must never fail the program).
+pub(crate) fn write_stderr(mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        // SAFETY: bytes is a valid readable slice for its length.
+        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        if n <= 0 {
+            if n < 0 && errno() == Errno(libc::EINTR) {
+                continue;
+            }
+            return;
+        }
+        bytes = &bytes[n as usize..];
+    }
+}
+
+/// Reads a small file into `buf` without allocating; returns the bytes read.
+pub(crate) fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of children.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    let r = pread_all(fd, buf);
+    // SAFETY: fd was opened above and is closed once.
+    unsafe { libc::close(fd) };
+    r
+}
+
+/// `pread` from offset 0 until `buf` is full or the file ends.
+pub(crate) fn pread_all(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut n = 0;
+    while n < buf.len() {
+        // SAFETY: the destination is the unfilled tail of buf.
+        let r = unsafe {
+            libc::pread(
+                fd,
+                buf[n..].as_mut_ptr().cast(),
+                buf.len() - n,
+                n as libc::off_t,
+            )
+        };
+        if r < 0 {
+            let e = errno();
+            if e == Errno(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            break;
+        }
+        n += r as usize;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_matches_the_kernel() {
+        // SAFETY: sysconf has no preconditions.
+        let ps = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        assert_eq!(ps as usize, PAGE);
+    }
+
+    #[test]
+    fn probes_known_and_unknown_advice() {
+        assert!(advice_supported(libc::MADV_DONTNEED));
+        assert!(!advice_supported(12345));
+    }
+
+    #[test]
+    fn map_remap_unmap() {
+        let p = map(PAGE * 4, 0).unwrap();
+        // SAFETY: p is a fresh 4-page mapping owned by this test.
+        unsafe {
+            *p = 7;
+            let q = remap(p, PAGE * 4, PAGE * 64).unwrap();
+            assert_eq!(*q, 7);
+            unmap(q, PAGE * 64).unwrap();
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The two choices an operator makes: how freed pages go back ([`Release`]) and how fresh pages
+//! come in ([`Prefetch`]).
+//!
+//! Each variant's documentation states what it does to RSS and to the contents of the pages, with
+//! the kernel version it needs. The semantics are those of madvise(2):
+//! <https://man7.org/linux/man-pages/man2/madvise.2.html>.
+
+/// What happens to the pages of a large block when it is freed.
+///
+/// Every policy except [`Release::Unmap`] keeps the freed *address range* in a bounded cache (see
+/// `PAGEWISE_CACHE`), so that the next large allocation of a fitting size skips `mmap`; they differ
+/// in what they do to the *pages* inside it. Whatever the policy, cached pages idle for longer than
+/// the decay time (`PAGEWISE_DECAY_MS`) are unmapped, so RSS falls when the program goes quiet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Release {
+    /// `munmap` at free; no cache. RSS falls at once; every allocation is a fresh `mmap` whose
+    /// pages fault again on first touch (about one minor fault per 4 KiB page). This is what
+    /// glibc does above its mmap threshold.
+    Unmap,
+    /// Keep the range, drop its pages with `MADV_DONTNEED`. RSS falls at once; reuse saves the
+    /// `mmap`/`munmap` pair but the pages fault again, and they read as zero (so `alloc_zeroed`
+    /// skips the clearing).
+    DontNeed,
+    /// Keep the range, mark its pages `MADV_FREE` (Linux 4.5+; falls back to `MADV_DONTNEED`
+    /// where the kernel refuses it). The kernel takes the pages only under memory pressure, so
+    /// reuse is usually fault-free; until then they stay in RSS (shown as `LazyFree` in
+    /// `/proc/self/smaps_rollup`). Contents are stale or zero, page by page, so `alloc_zeroed`
+    /// clears them.
+    Free,
+    /// Keep range and pages resident. Reuse is as fast as it gets (no syscall, no fault); RSS
+    /// stays up until decay, pressure or [`PageAlloc::purge`](crate::PageAlloc::purge) releases
+    /// the cache.
+    Retain,
+    /// `MADV_FREE` while memory is calm, `MADV_DONTNEED` (and a shrunken cache) while the pressure
+    /// signal (`PAGEWISE_PRESSURE_FILE`, PSI) says the system is reclaiming: the user-space form
+    /// of the purge-when-pressure-is-severe idea from the `MADV_FREE` patch discussion.
+    Adaptive,
+}
+
+impl Release {
+    /// Every policy, in the order the documentation lists them.
+    pub const ALL: [Release; 5] = [
+        Release::Unmap,
+        Release::DontNeed,
+        Release::Free,
+        Release::Retain,
+        Release::Adaptive,
+    ];
+
+    /// The name used by `PAGEWISE_RELEASE`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Release::Unmap => "unmap",
+            Release::DontNeed => "dontneed",
+            Release::Free => "free",
+            Release::Retain => "retain",
+            Release::Adaptive => "adaptive",
+        }
+    }
+
+    /// Parses a `PAGEWISE_RELEASE` value (ASCII case-insensitive, no surrounding blanks allowed).
+    pub fn parse(value: &[u8]) -> Option<Release> {
+        Release::ALL
+            .into_iter()
+            .find(|r| value.eq_ignore_ascii_case(r.name().as_bytes()))
+    }
+
+    /// Whether freed ranges go to the cache at all.
+    pub(crate) const fn caches(self) -> bool {
+        !matches!(self, Release::Unmap)
+    }
+
+    pub(crate) const fn to_u8(self) -> u8 {
+        match self {
+            Release::Unmap => 0,
+            Release::DontNeed => 1,
+            Release::Free => 2,
+            Release::Retain => 3,
+            Release::Adaptive => 4,
+        }
+    }
+
+    pub(crate) const fn from_u8(v: u8) -> Release {
+        match v {
+            0 => Release::Unmap,
+            1 => Release::DontNeed,
+            2 => Release::Free,
+            4 => Release::Adaptive,
+            _ => Release::Retain,
+        }
+    }
+}
+
+/// How the pages of a *fresh* large mapping are brought in.
+///
+/// Pages reused from the cache that are still resident need nothing; pages the kernel has
+/// dropped are populated again when the mode says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Prefetch {
+    /// Demand paging: each 4 KiB page faults on first touch (about 1.3 µs a page on the
+    /// development VM).
+    None,
+    /// Fault every page in at allocation with `MADV_POPULATE_WRITE` (Linux 5.14+), falling back to
+    /// `MAP_POPULATE` on older kernels. Costs the same page allocation up front but without one
+    /// trap per page (about 25% less than touching); wasted on memory never written.
+    Populate,
+    /// Give blocks of 2 MiB and more a 2 MiB-aligned mapping marked `MADV_HUGEPAGE`, so that a
+    /// fault brings in a whole transparent huge page (one fault per 2 MiB instead of 512). This is
+    /// what the seed post called "prefetch". Needs THP in `madvise` or `always` mode.
+    HugePage,
+    /// Both: an aligned `MADV_HUGEPAGE` mapping, populated at allocation.
+    PopulateHugePage,
+}
+
+impl Prefetch {
+    /// Every mode, in the order the documentation lists them.
+    pub const ALL: [Prefetch; 4] = [
+        Prefetch::None,
+        Prefetch::Populate,
+        Prefetch::HugePage,
+        Prefetch::PopulateHugePage,
+    ];
+
+    /// The name used by `PAGEWISE_PREFETCH`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Prefetch::None => "none",
+            Prefetch::Populate => "populate",
+            Prefetch::HugePage => "hugepage",
+            Prefetch::PopulateHugePage => "populate+hugepage",
+        }
+    }
+
+    /// Parses a `PAGEWISE_PREFETCH` value (ASCII case-insensitive; `hugepage+populate` is accepted
+    /// as a synonym of `populate+hugepage`).
+    pub fn parse(value: &[u8]) -> Option<Prefetch> {
+        if value.eq_ignore_ascii_case(b"hugepage+populate") {
+            return Some(Prefetch::PopulateHugePage);
+        }
+        Prefetch::ALL
+            .into_iter()
+            .find(|p| value.eq_ignore_ascii_case(p.name().as_bytes()))
+    }
+
+    /// Whether fresh pages are faulted in at allocation.
+    pub const fn populates(self) -> bool {
+        matches!(self, Prefetch::Populate | Prefetch::PopulateHugePage)
+    }
+
+    /// Whether blocks of 2 MiB and more get aligned `MADV_HUGEPAGE` mappings.
+    pub const fn huge_pages(self) -> bool {
+        matches!(self, Prefetch::HugePage | Prefetch::PopulateHugePage)
+    }
+
+    pub(crate) const fn to_u8(self) -> u8 {
+        match self {
+            Prefetch::None => 0,
+            Prefetch::Populate => 1,
+            Prefetch::HugePage => 2,
+            Prefetch::PopulateHugePage => 3,
+        }
+    }
+
+    pub(crate) const fn from_u8(v: u8) -> Prefetch {
+        match v {
+            0 => Prefetch::None,
+            1 => Prefetch::Populate,
+            3 => Prefetch::PopulateHugePage,
+            _ => Prefetch::HugePage,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_names_round_trip() {
+        for r in Release::ALL {
+            assert_eq!(Release::parse(r.name().as_bytes()), Some(r));
+            assert_eq!(Release::from_u8(r.to_u8()), r);
+            let upper = r.name().to_ascii_uppercase();
+            assert_eq!(Release::parse(upper.as_bytes()), Some(r));
+        }
+        assert_eq!(Release::parse(b"munmap"), None);
+        assert_eq!(Release::parse(b" free"), None);
+        assert_eq!(Release::parse(b""), None);
+    }
+
+    #[test]
+    fn prefetch_names_round_trip() {
+        for p in Prefetch::ALL {
+            assert_eq!(Prefetch::parse(p.name().as_bytes()), Some(p));
+            assert_eq!(Prefetch::from_u8(p.to_u8()), p);
+        }
+        assert_eq!(
+            Prefetch::parse(b"HugePage+Populate"),
+            Some(Prefetch::PopulateHugePage)
+        );
+        assert_eq!(Prefetch::parse(b"willneed"), None);
+        assert!(Prefetch::PopulateHugePage.populates() && Prefetch::PopulateHugePage.huge_pages());
+        assert!(!Prefetch::None.populates() && !Prefetch::None.huge_pages());
+    }
+}

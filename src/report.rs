@@ -1,0 +1,178 @@
+//! Lines pagewise writes on stderr — configuration errors, `PAGEWISE_VERBOSE`, `PAGEWISE_STATS` —
+//! formatted into a stack buffer and written with one `write(2)`, so that printing never
+//! allocates (we may be the global allocator, called from inside `alloc`).
+
+use core::fmt::{self, Write};
+
+use crate::config::{Config, ConfigError, Setting, DEFAULT_PRESSURE_FILE};
+use crate::os;
+
+/// A fixed-size line buffer; output past its end is dropped (and marked with `...`).
+pub(crate) struct Line {
+    buf: [u8; 1024],
+    len: usize,
+    overflow: bool,
+}
+
+impl Line {
+    pub(crate) const fn new() -> Line {
+        Line {
+            buf: [0; 1024],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    /// Writes the line (with a trailing newline) to stderr.
+    pub(crate) fn emit(mut self) {
+        if self.overflow {
+            let n = self.len.min(self.buf.len() - 4);
+            self.buf[n..n + 3].copy_from_slice(b"...");
+            self.len = n + 3;
+        }
+        let n = self.len.min(self.buf.len() - 1);
+        self.buf[n] = b'\n';
+        os::write_stderr(&self.buf[..n + 1]);
+    }
+}
+
+impl Write for Line {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len() - 1 - self.len;
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            self.overflow = true;
+        }
+        Ok(())
+    }
+}
+
+/// Writes bytes as text, escaping anything that is not printable ASCII (`\xNN`).
+pub(crate) fn write_escaped(f: &mut impl Write, bytes: &[u8]) -> fmt::Result {
+    for &b in bytes {
+        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+            f.write_char(b as char)?;
+        } else {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The running program's name, from `/proc/self/comm` (at most 15 bytes by the kernel's rule).
+fn program(buf: &mut [u8; 64]) -> &[u8] {
+    match os::read_file(c"/proc/self/comm", buf) {
+        Ok(n) => {
+            let s = &buf[..n];
+            s.strip_suffix(b"\n").unwrap_or(s)
+        }
+        Err(_) => b"?",
+    }
+}
+
+/// Writes the value `Config::DEFAULT` has for `s`.
+fn write_value(f: &mut Line, c: &Config, s: Setting) -> fmt::Result {
+    match s {
+        Setting::Release => f.write_str(c.release.name()),
+        Setting::Prefetch => f.write_str(c.prefetch.name()),
+        Setting::Threshold => write_size(f, c.threshold as u64),
+        Setting::Cache => write_size(f, c.cache as u64),
+        Setting::Decay => match c.get_decay_ms() {
+            Some(ms) => write!(f, "{ms}"),
+            None => f.write_str("never"),
+        },
+        Setting::Background => f.write_str(on_off(c.background)),
+        Setting::PressureFile => write_escaped(f, pressure_path(c)),
+        Setting::PressureThreshold => write!(
+            f,
+            "{}.{:02}%",
+            c.pressure_threshold / 100,
+            c.pressure_threshold % 100
+        ),
+        Setting::Verbose => f.write_str(on_off(c.verbose)),
+        Setting::Stats => f.write_str(on_off(c.stats_at_exit)),
+    }
+}
+
+fn pressure_path(c: &Config) -> &[u8] {
+    if c.use_env {
+        if let Some(p) = crate::config::env_pressure_file() {
+            return p;
+        }
+    }
+    c.pressure_file.unwrap_or(DEFAULT_PRESSURE_FILE).to_bytes()
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+/// Writes a byte count the way the variables accept it: `256K`, `1G`, or plain bytes.
+pub(crate) fn write_size(f: &mut impl Write, n: u64) -> fmt::Result {
+    const UNITS: [(u32, &str); 4] = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
+    for (shift, unit) in UNITS {
+        if n != 0 && n % (1u64 << shift) == 0 {
+            return write!(f, "{}{unit}", n >> shift);
+        }
+    }
+    write!(f, "{n}")
+}
+
+/// The line for a malformed variable: what, which value, accepted values, the value used, and the
+/// program, so that an operator reading a log knows which process ignored what.
+pub(crate) fn config_error(e: &ConfigError) {
+    let mut line = Line::new();
+    let mut name = [0u8; 64];
+    let _ = write!(line, "pagewise: {e}; using the default ");
+    let _ = write_value(&mut line, &Config::DEFAULT, e.setting());
+    let _ = line.write_str(" in ");
+    let _ = write_escaped(&mut line, program(&mut name));
+    // SAFETY: getpid has no preconditions.
+    let _ = write!(line, " (pid {})", unsafe { libc::getpid() });
+    line.emit();
+}
+
+/// `PAGEWISE_VERBOSE=1`: every setting, its value and where it came from, plus the kernel
+/// features in use.
+pub(crate) fn verbose(c: &Config, notes: &str) {
+    let mut line = Line::new();
+    let mut name = [0u8; 64];
+    let _ = line.write_str("pagewise: config for ");
+    let _ = write_escaped(&mut line, program(&mut name));
+    let _ = line.write_str(":");
+    for s in Setting::ALL {
+        let _ = write!(line, " {}=", s.var());
+        let _ = write_value(&mut line, c, s);
+        let _ = write!(line, " ({})", c.source(s).name());
+    }
+    line.emit();
+    let mut line = Line::new();
+    let _ = write!(
+        line,
+        "pagewise: kernel: MADV_FREE {}, MADV_POPULATE_WRITE {}; {notes}",
+        if os::has_free() {
+            "yes"
+        } else {
+            "no (free -> dontneed)"
+        },
+        if os::has_populate_write() {
+            "yes"
+        } else {
+            "no (MAP_POPULATE)"
+        },
+    );
+    line.emit();
+}
+
+/// Writes any `Display` value as one stderr line prefixed with `pagewise: `.
+pub(crate) fn line(v: &dyn fmt::Display) {
+    let mut line = Line::new();
+    let _ = write!(line, "pagewise: {v}");
+    line.emit();
+}

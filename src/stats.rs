@@ -1,0 +1,111 @@
+//! [`Stats`]: what an allocator did, as cheap relaxed counters and a `Copy` snapshot.
+//!
+//! Counters are updated with `Relaxed` atomics on the large-block path only (small blocks go to
+//! the inner allocator and are not counted), so a snapshot is consistent per field, not across
+//! fields.
+
+use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $field:ident ),* $(,)?) => {
+        /// The live counters of one allocator.
+        #[derive(Debug)]
+        pub(crate) struct Counters {
+            $( pub(crate) $field: AtomicU64, )*
+        }
+
+        impl Counters {
+            pub(crate) const fn new() -> Counters {
+                Counters { $( $field: AtomicU64::new(0), )* }
+            }
+
+            pub(crate) fn snapshot(&self) -> Stats {
+                Stats { $( $field: self.$field.load(Relaxed), )* }
+            }
+
+            pub(crate) fn reset(&self) {
+                $( self.$field.store(0, Relaxed); )*
+            }
+        }
+
+        /// A snapshot of an allocator's counters (see [`PageAlloc::stats`](crate::PageAlloc::stats)).
+        /// All byte figures are of mapped ranges, rounded to pages.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub struct Stats {
+            $( $(#[$doc])* pub $field: u64, )*
+        }
+
+        impl fmt::Display for Stats {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut first = true;
+                $(
+                    if !first { f.write_str(" ")?; }
+                    first = false;
+                    write!(f, "{}={}", stringify!($field), self.$field)?;
+                )*
+                let _ = first;
+                Ok(())
+            }
+        }
+    };
+}
+
+counters! {
+    /// Large blocks handed out (by `alloc`, `alloc_zeroed`, or a `realloc` that crossed the
+    /// threshold upwards).
+    large_allocs,
+    /// Large blocks freed.
+    large_frees,
+    /// `realloc` calls on large blocks.
+    reallocs,
+    /// Reallocs that moved pages with `mremap` instead of copying.
+    mremaps,
+    /// Reallocs served without moving: same rounded size, a shrink, or growth into the cached
+    /// range right after the block.
+    in_place_reallocs,
+    /// Large allocations served from the cache.
+    cache_hits,
+    /// Large allocations that needed a fresh mapping.
+    cache_misses,
+    /// Bytes in large blocks currently allocated.
+    live_bytes,
+    /// Bytes of freed ranges held in the cache (resident, lazily freed or already dropped).
+    cached_bytes,
+    /// Of `cached_bytes`, those whose pages are resident (retained).
+    cached_resident_bytes,
+    /// Of `cached_bytes`, those marked `MADV_FREE` (resident until the kernel reclaims them).
+    cached_lazy_bytes,
+    /// Bytes given back to the kernel for real (`munmap`, or `MADV_DONTNEED` of resident or lazily
+    /// freed pages).
+    released_bytes,
+    /// `mmap` calls.
+    mmap_calls,
+    /// `munmap` calls.
+    munmap_calls,
+    /// `madvise` calls (release advice and `MADV_HUGEPAGE`; populate is counted apart).
+    madvise_calls,
+    /// Populate calls (`MADV_POPULATE_WRITE` or `MAP_POPULATE`).
+    populate_calls,
+    /// Cached ranges released because they sat idle past the decay time.
+    decay_releases,
+    /// Cached ranges released because of memory pressure.
+    pressure_releases,
+    /// Cached ranges released by `purge()` or `reconfigure()`.
+    purge_releases,
+    /// 1 while the pressure signal is above its threshold, else 0.
+    pressure_on,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn sub(c: &AtomicU64, n: u64) {
+        c.fetch_sub(n, Relaxed);
+    }
+}
