@@ -86,12 +86,6 @@ impl Engine {
                 e.counters.reset();
                 e.configure(config);
                 e.state.store(ACTIVE, Rel);
-                if config.verbose {
-                    e.print_config(config);
-                }
-                if config.stats_at_exit {
-                    crate::fork::print_stats_at_exit();
-                }
                 return i;
             }
         }
@@ -165,6 +159,16 @@ impl Engine {
         on
     }
 
+    /// What an allocator does once it owns this engine: `PAGEWISE_VERBOSE` and `PAGEWISE_STATS`.
+    pub(crate) fn announce(&self, c: &Config) {
+        if c.verbose {
+            self.print_config(c);
+        }
+        if c.stats_at_exit {
+            crate::fork::print_stats_at_exit();
+        }
+    }
+
     fn print_config(&self, c: &Config) {
         let psi = matches!(
             self.pressure.open(self.pressure_path()),
@@ -193,7 +197,19 @@ impl Engine {
         self.maintain_if_due(now);
         let align = align.max(PAGE);
         let c = &self.counters;
-        if let Some(r) = self.take_cached(len, align) {
+        let prefetch = self.prefetch();
+        // Carve huge-page-sized blocks at 2 MiB boundaries, so that ranges that lost their pages
+        // (dontneed, decay) fault back in as huge pages.
+        let carve_align = if prefetch.huge_pages() && len >= HUGE {
+            align.max(HUGE)
+        } else {
+            align
+        };
+        if let Some(r) = self.take_cached(len, carve_align).or_else(|| {
+            (carve_align != align)
+                .then(|| self.take_cached(len, align))
+                .flatten()
+        }) {
             Counters::add(&c.cache_hits, 1);
             Counters::add(&c.large_allocs, 1);
             Counters::add(&c.live_bytes, len as u64);
@@ -202,7 +218,7 @@ impl Engine {
                 // SAFETY: the range was just taken out of the cache: we own it and it is mapped
                 // read-write for `len >= size` bytes.
                 Pages::Resident | Pages::Lazy if zeroed => unsafe { ptr::write_bytes(p, 0, size) },
-                Pages::Zero if self.prefetch().populates() => {
+                Pages::Zero if prefetch.populates() => {
                     Counters::add(&c.populate_calls, 1);
                     // SAFETY: as above; populating keeps the (zero) contents.
                     unsafe { os::populate(p, len) };
@@ -212,7 +228,7 @@ impl Engine {
             return p;
         }
         Counters::add(&c.cache_misses, 1);
-        let p = self.fresh(len, align, self.prefetch());
+        let p = self.fresh(len, align, prefetch);
         if !p.is_null() {
             Counters::add(&c.large_allocs, 1);
             Counters::add(&c.live_bytes, len as u64);

@@ -118,7 +118,12 @@ impl<A> PageAlloc<A> {
             .engine
             .compare_exchange(0, mine + 1, Ordering::AcqRel, Ordering::Acquire)
         {
-            Ok(_) => (threshold, &ENGINES[mine]),
+            Ok(_) => {
+                let mut shown = config;
+                shown.threshold = threshold;
+                ENGINES[mine].announce(&shown);
+                (threshold, &ENGINES[mine])
+            }
             Err(theirs) => {
                 if mine != 0 {
                     ENGINES[mine].unclaim();
@@ -131,7 +136,9 @@ impl<A> PageAlloc<A> {
     /// The configuration in force (resolving it if this allocator was never used).
     pub fn config(&self) -> Config {
         let engine = self.engine();
-        engine.overlay(self.config.resolve().threshold(self.threshold()))
+        let mut base = self.config.resolve();
+        base.threshold = self.threshold();
+        engine.overlay(base)
     }
 
     /// A snapshot of this allocator's counters.
