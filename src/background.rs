@@ -4,9 +4,10 @@
 //!
 //! It is a bare `pthread_create` thread, not `std::thread::spawn`: spawning from std allocates
 //! (an `Arc`, the thread name), and we are started from inside the allocator. pagewise holds no
-//! lock anywhere, so starting it from `dealloc` cannot deadlock. It wakes every
-//! [`TICK_MS`] while some cache holds ranges (every [`IDLE_TICK_MS`] when all are empty), reads
-//! the pressure file at most once per tick, and does nothing else. Turn it off with
+//! lock anywhere, so starting it from `dealloc` cannot deadlock. While some cache holds ranges it
+//! wakes at the next decay deadline or every [`PRESSURE_POLL_MS`], whichever is sooner, and reads
+//! the pressure file once per wake-up; while every cache is empty it wakes every
+//! [`IDLE_TICK_MS`] and does nothing. Turn it off with
 //! `PAGEWISE_BACKGROUND=0` or [`Config::background`](crate::Config::background); decay and
 //! pressure then run on large allocations and frees only.
 
@@ -16,10 +17,12 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use crate::engine::ENGINES;
 use crate::os;
 
-/// Wake-up period while something is cached: decay happens within this much of its deadline.
-pub(crate) const TICK_MS: u64 = 20;
-/// Wake-up period while every cache is empty.
-pub(crate) const IDLE_TICK_MS: u64 = 100;
+/// Longest sleep while something is cached: the pressure signal is read at least this often,
+/// so pressure is acted on within about this much time.
+pub(crate) const PRESSURE_POLL_MS: u64 = 50;
+/// Wake-up period while every cache is empty (a range freed meanwhile is looked at within this
+/// time; a wake-up with nothing cached reads nothing).
+pub(crate) const IDLE_TICK_MS: u64 = 50;
 
 const IDLE: u8 = 0;
 const STARTING: u8 = 1;
@@ -71,15 +74,20 @@ extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, ptr::null_mut());
     }
     loop {
-        let mut busy = false;
         let now = os::now_ms();
+        let mut sleep = IDLE_TICK_MS;
         for e in &ENGINES {
             if e.is_active() && e.background_enabled() && e.has_cached() {
-                e.maintain(now);
-                busy |= e.has_cached();
+                let next = e.maintain(now);
+                if e.has_cached() {
+                    // Wake for the next decay deadline (plus one coarse-clock tick), or to poll
+                    // the pressure signal, whichever comes first.
+                    let until_due = next.map_or(u64::MAX, |due| due.saturating_sub(now) + 4);
+                    sleep = sleep.min(PRESSURE_POLL_MS).min(until_due);
+                }
             }
         }
-        sleep_ms(if busy { TICK_MS } else { IDLE_TICK_MS });
+        sleep_ms(sleep.max(1));
     }
 }
 

@@ -570,26 +570,35 @@ impl Engine {
     }
 
     /// Releases ranges idle past the decay time, and the whole cache while pressure is on.
-    pub(crate) fn maintain(&self, now: u64) {
+    /// Returns when the next cached range will be due for decay, if any.
+    pub(crate) fn maintain(&self, now: u64) -> Option<u64> {
         if self.cache.is_empty() {
-            return;
+            return None;
         }
         if self.pressure_on(now) {
             self.drain_pressure();
-            return;
+            return None;
         }
         let decay = self.decay();
         if decay == NEVER {
-            return;
+            return None;
         }
+        let mut next: Option<u64> = None;
         self.cache.drain(
-            |r| now.saturating_sub(r.since_ms) >= decay,
+            |r| {
+                let due = r.since_ms.saturating_add(decay);
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+                due <= now
+            },
             |r| {
                 Counters::add(&self.counters.decay_releases, 1);
                 self.uncount_cached(&r);
                 self.unmap_range(&r);
             },
         );
+        next
     }
 
     fn drain_pressure(&self) {
