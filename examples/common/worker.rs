@@ -1,0 +1,117 @@
+//! The body of the `worker_*` examples: run one workload under this binary's global allocator
+//! and print one CSV line that `examples/report` parses.
+//!
+//! Usage: `worker_X <workload> <size> [--iters N] [--settle-ms N] [--bound]`
+//!
+//! Output, one line on stdout once the work is done (the report may start its next worker then):
+//! `work,<allocator>,<workload>,<size>,<iters>,<time_ns>,<minflt>,<majflt>,<peak_rss_kib>,<check>`
+//! and a second line `after,<rss_kib>,<lazyfree_kib>,<anon_huge_kib>` `--settle-ms` later
+//! (default 1500), read from `/proc/self/smaps_rollup`.
+//!
+//! Time and faults cover the work only; the peak RSS is `ru_maxrss` of this fresh process. With
+//! `--bound` the work runs on buffers allocated and faulted in before the clock starts.
+
+use crate::workloads::{self, Workload};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// `getrusage(RUSAGE_SELF)`: (minor faults, major faults, max RSS in KiB).
+fn rusage() -> (u64, u64, u64) {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable `rusage`; RUSAGE_SELF is a valid `who`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    assert_eq!(rc, 0, "getrusage failed");
+    (u.ru_minflt as u64, u.ru_majflt as u64, u.ru_maxrss as u64)
+}
+
+/// A `key:   123 kB` field of `/proc/self/smaps_rollup`, in KiB (0 if absent).
+pub fn rollup_kib(rollup: &str, key: &str) -> u64 {
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn usage(msg: &str) -> ! {
+    eprintln!("{msg}\nusage: worker <workload> <size> [--iters N] [--settle-ms N] [--bound]");
+    eprintln!(
+        "workloads: {}",
+        Workload::ALL.map(Workload::name).join(", ")
+    );
+    std::process::exit(2);
+}
+
+/// Parses the command line, runs the work, prints the two lines.
+pub fn run(allocator: &str) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (Some(workload), Some(size)) = (args.first(), args.get(1)) else {
+        usage("missing arguments");
+    };
+    let workload = Workload::parse(workload).unwrap_or_else(|| usage("unknown workload"));
+    let size = workloads::parse_size(size).unwrap_or_else(|| usage("bad size"));
+    let flag = |name: &str| -> Option<u64> {
+        let i = args.iter().position(|a| a == name)?;
+        Some(
+            args.get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| usage(name)),
+        )
+    };
+    let iters = flag("--iters").unwrap_or(3) as usize;
+    let settle = Duration::from_millis(flag("--settle-ms").unwrap_or(1500));
+    let bound = args.iter().any(|a| a == "--bound");
+    if bound && !workload.has_bound() {
+        usage("no bound variant for this workload");
+    }
+    let label = if bound { "bound" } else { allocator };
+
+    // Set-up outside the clock: the bound's retained buffers, already faulted in.
+    let mut buf = if bound && workload == Workload::Zeroed {
+        vec![1u8; size]
+    } else {
+        Vec::new()
+    };
+    let mut vec = if bound && workload == Workload::VecPush {
+        workloads::prefaulted_vec(size)
+    } else {
+        Vec::new()
+    };
+
+    let (flt0, maj0, _) = rusage();
+    let start = Instant::now();
+    let mut check = 0u64;
+    match workload {
+        Workload::MixedThreads => check = workloads::mixed_threads(size, 2, iters, 1),
+        Workload::MallocLarge => check = workloads::malloc_large(size, iters, 1),
+        _ => {
+            for round in 0..iters {
+                check = check.wrapping_add(match workload {
+                    Workload::Zeroed if bound => workloads::zeroed_bound(&mut buf, round),
+                    Workload::VecPush if bound => workloads::vec_push_bound(&mut vec, size),
+                    w => workloads::run_round(w, size, round),
+                });
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let (flt1, maj1, peak_kib) = rusage();
+    drop((buf, vec));
+
+    let mut out = std::io::stdout().lock();
+    let name = workload.name();
+    let (ns, flt, maj) = (elapsed.as_nanos(), flt1 - flt0, maj1 - maj0);
+    writeln!(
+        out,
+        "work,{label},{name},{size},{iters},{ns},{flt},{maj},{peak_kib},{check}"
+    )
+    .unwrap();
+    out.flush().unwrap();
+
+    std::thread::sleep(settle);
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").unwrap_or_default();
+    let (rss, lazy) = (rollup_kib(&rollup, "Rss"), rollup_kib(&rollup, "LazyFree"));
+    let huge = rollup_kib(&rollup, "AnonHugePages");
+    writeln!(out, "after,{rss},{lazy},{huge}").unwrap();
+}

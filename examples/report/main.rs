@@ -1,0 +1,632 @@
+//! Run with: cargo run --release --example report [-- --quick] [--out DIR]
+//!
+//! The evidence for pagewise: runs every workload of `examples/common/workloads.rs` under every
+//! pagewise policy and under glibc (`System`), jemalloc and mimalloc, each run a fresh child
+//! process (`target/release/examples/worker_*`, built first by this program with
+//! `cargo build --release --example worker_...`). Allocators alternate within each repetition
+//! (the order rotates between repetitions) and the median of the repetitions is kept.
+//!
+//! Writes to `--out DIR` (default `<target>/pagewise-report`): `report.csv` (medians),
+//! `runs.csv` (every run), `report.svg`, and from the seed's raw-mapping experiment `seed.csv`
+//! and `seed.svg`. Prints the tables and the issue-6 targets.
+//!
+//! Options: `--quick` (smaller iteration counts, 3 repetitions, runs overlapping their settle
+//! wait, for CI), `--reps N`, `--settle-ms N` (wait before reading RSS after the work, default
+//! 1500), `--only W1,W2` (workloads), `--allocators A1,A2`, `--no-build`, `--no-seed`,
+//! `--seed-only`.
+
+#[path = "../common/workloads.rs"]
+mod workloads;
+
+mod charts;
+mod seed;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::Instant;
+use workloads::{size_label, Workload, MIB};
+
+/// One workload at one size.
+#[derive(Clone, Copy)]
+struct Case {
+    workload: Workload,
+    size: usize,
+    iters: usize,
+}
+
+/// One row of the allocator column: which worker, with which environment.
+struct Alloc {
+    name: String,
+    worker: &'static str,
+    env: Vec<(&'static str, String)>,
+    bound: bool,
+}
+
+/// One run's figures (a worker's two output lines).
+#[derive(Clone, Default)]
+struct Sample {
+    time_ms: f64,
+    minflt: f64,
+    majflt: f64,
+    peak_mib: f64,
+    rss_after_mib: f64,
+    lazy_after_mib: f64,
+    huge_after_mib: f64,
+}
+
+struct Options {
+    quick: bool,
+    reps: usize,
+    settle_ms: u64,
+    /// How many finished workers may still be waiting out their settle time while the next one runs.
+    overlap: usize,
+    out: PathBuf,
+    only: Option<Vec<String>>,
+    allocators: Option<Vec<String>>,
+    build: bool,
+    seed: bool,
+    workloads: bool,
+}
+
+fn parse_options() -> Options {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| {
+        let i = args.iter().position(|a| a == name)?;
+        let v = args
+            .get(i + 1)
+            .unwrap_or_else(|| panic!("{name} needs a value"));
+        Some(v.clone())
+    };
+    let list = |name: &str| value(name).map(|v| v.split(',').map(str::to_string).collect());
+    let has = |name: &str| args.iter().any(|a| a == name);
+    let quick = has("--quick");
+    let exe = std::env::current_exe().expect("current_exe");
+    // <target>/release/examples/report -> <target>/pagewise-report
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf);
+    Options {
+        quick,
+        reps: value("--reps").map_or(if quick { 3 } else { 5 }, |v| v.parse().expect("--reps N")),
+        settle_ms: value("--settle-ms").map_or(1500, |v| v.parse().expect("--settle-ms N")),
+        overlap: if quick { 4 } else { 0 },
+        out: value("--out").map_or_else(|| target.join("pagewise-report"), PathBuf::from),
+        only: list("--only"),
+        allocators: list("--allocators"),
+        build: !has("--no-build"),
+        seed: !has("--no-seed"),
+        workloads: !has("--seed-only"),
+    }
+}
+
+fn cases(quick: bool) -> Vec<Case> {
+    let c = |workload, size, iters| Case {
+        workload,
+        size,
+        iters,
+    };
+    if quick {
+        vec![
+            c(Workload::Zeroed, MIB, 500),
+            c(Workload::Zeroed, 64 * MIB, 10),
+            c(Workload::VecPush, 256 * MIB, 3),
+            c(Workload::HashMap, 4 << 20, 3),
+            c(Workload::MixedThreads, 32 * MIB, 60),
+            c(Workload::MallocLarge, 25 * MIB, 100),
+        ]
+    } else {
+        vec![
+            c(Workload::Zeroed, MIB, 2000),
+            c(Workload::Zeroed, 16 * MIB, 160),
+            c(Workload::Zeroed, 64 * MIB, 40),
+            c(Workload::VecPush, 256 * MIB, 3),
+            c(Workload::HashMap, 4 << 20, 3),
+            c(Workload::MixedThreads, 32 * MIB, 300),
+            c(Workload::MallocLarge, 25 * MIB, 500),
+        ]
+    }
+}
+
+/// The name of the default configuration's row.
+fn default_name() -> String {
+    format!(
+        "pagewise-{}",
+        pagewise::Config::DEFAULT.get_release().name()
+    )
+}
+
+fn allocators() -> Vec<Alloc> {
+    let peer = |name: &str, worker| Alloc {
+        name: name.into(),
+        worker,
+        env: vec![],
+        bound: false,
+    };
+    let mut all = vec![
+        peer("system", "worker_system"),
+        peer("jemalloc", "worker_jemalloc"),
+        peer("mimalloc", "worker_mimalloc"),
+    ];
+    for r in pagewise::Release::ALL {
+        all.push(Alloc {
+            name: format!("pagewise-{}", r.name()),
+            worker: "worker_pagewise",
+            env: vec![("PAGEWISE_RELEASE", r.name().into())],
+            bound: false,
+        });
+    }
+    let default = pagewise::Config::DEFAULT;
+    for p in pagewise::Prefetch::ALL
+        .into_iter()
+        .filter(|&p| p != default.get_prefetch())
+    {
+        all.push(Alloc {
+            name: format!("pagewise-{}/{}", default.get_release().name(), p.name()),
+            worker: "worker_pagewise",
+            env: vec![
+                ("PAGEWISE_RELEASE", default.get_release().name().into()),
+                ("PAGEWISE_PREFETCH", p.name().into()),
+            ],
+            bound: false,
+        });
+    }
+    all.push(Alloc {
+        name: "bound".into(),
+        worker: "worker_system",
+        env: vec![],
+        bound: true,
+    });
+    all
+}
+
+/// `cargo build --release --example worker_...` with the cargo that runs us.
+fn build_workers(names: &[&str]) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--manifest-path"])
+        .arg(manifest);
+    for n in names {
+        cmd.args(["--example", n]);
+    }
+    eprintln!("building workers: {cmd:?}");
+    let status = cmd.status().expect("failed to run cargo");
+    assert!(status.success(), "building the workers failed");
+}
+
+/// A worker that has printed its `work` line and is waiting out its settle time.
+struct Pending {
+    key: (usize, usize),
+    sample: Sample,
+    child: Child,
+    lines: std::io::Lines<BufReader<ChildStdout>>,
+}
+
+fn spawn(dir: &Path, case: &Case, alloc: &Alloc, settle_ms: u64, key: (usize, usize)) -> Pending {
+    let mut cmd = Command::new(dir.join(alloc.worker));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PAGEWISE_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(alloc.env.iter().map(|(k, v)| (k, v)))
+        .arg(case.workload.name())
+        .arg(case.size.to_string())
+        .args([
+            "--iters",
+            &case.iters.to_string(),
+            "--settle-ms",
+            &settle_ms.to_string(),
+        ])
+        .stdout(Stdio::piped());
+    if alloc.bound {
+        cmd.arg("--bound");
+    }
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", alloc.worker));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    let f: Vec<&str> = line.split(',').collect();
+    assert!(
+        f.len() == 10 && f[0] == "work",
+        "{}: bad output {line:?}",
+        alloc.name
+    );
+    if alloc.worker == "worker_pagewise" {
+        // The worker prints its effective config: check the environment took.
+        let want = alloc
+            .env
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>();
+        assert!(
+            want.iter().all(|w| f[1].contains(w)),
+            "{} ran as {}",
+            alloc.name,
+            f[1]
+        );
+    }
+    let num = |i: usize| f[i].parse::<f64>().unwrap();
+    let sample = Sample {
+        time_ms: num(5) / 1e6,
+        minflt: num(6),
+        majflt: num(7),
+        peak_mib: num(8) / 1024.0,
+        ..Sample::default()
+    };
+    Pending {
+        key,
+        sample,
+        child,
+        lines,
+    }
+}
+
+fn finish(mut p: Pending) -> ((usize, usize), Sample) {
+    let line = p.lines.next().and_then(Result::ok).unwrap_or_default();
+    let f: Vec<f64> = line
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(f.len(), 3, "bad after line {line:?}");
+    p.sample.rss_after_mib = f[0] / 1024.0;
+    p.sample.lazy_after_mib = f[1] / 1024.0;
+    p.sample.huge_after_mib = f[2] / 1024.0;
+    let status = p.child.wait().unwrap();
+    assert!(status.success(), "worker failed: {status}");
+    (p.key, p.sample)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn median_sample(runs: &[Sample]) -> Sample {
+    let m = |f: fn(&Sample) -> f64| median(runs.iter().map(f).collect());
+    Sample {
+        time_ms: m(|s| s.time_ms),
+        minflt: m(|s| s.minflt),
+        majflt: m(|s| s.majflt),
+        peak_mib: m(|s| s.peak_mib),
+        rss_after_mib: m(|s| s.rss_after_mib),
+        lazy_after_mib: m(|s| s.lazy_after_mib),
+        huge_after_mib: m(|s| s.huge_after_mib),
+    }
+}
+
+fn main() {
+    let opt = parse_options();
+    std::fs::create_dir_all(&opt.out).expect("cannot create the output directory");
+    let started = Instant::now();
+    if opt.workloads {
+        run_workloads(&opt);
+    }
+    if opt.seed {
+        let rows = seed::run(opt.quick);
+        seed::print(&rows);
+        seed::write_csv(&opt.out.join("seed.csv"), &rows).expect("writing seed.csv");
+        charts::seed_svg(&opt.out.join("seed.svg"), &rows).expect("drawing seed.svg");
+    }
+    println!(
+        "\nwrote {} in {:.0} s",
+        opt.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn run_workloads(opt: &Options) {
+    let mut cases = cases(opt.quick);
+    if let Some(only) = &opt.only {
+        cases.retain(|c| only.iter().any(|o| o == c.workload.name()));
+    }
+    let mut allocs = allocators();
+    if let Some(keep) = &opt.allocators {
+        allocs.retain(|a| keep.contains(&a.name));
+    }
+    if opt.build {
+        let mut workers: Vec<&str> = allocs.iter().map(|a| a.worker).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        build_workers(&workers);
+    }
+    let dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+
+    // (case index, allocator index) -> runs
+    let mut runs: BTreeMap<(usize, usize), Vec<Sample>> = BTreeMap::new();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let total: usize = opt.reps
+        * cases
+            .iter()
+            .map(|c| {
+                allocs
+                    .iter()
+                    .filter(|a| !a.bound || c.workload.has_bound())
+                    .count()
+            })
+            .sum::<usize>();
+    let mut done = 0;
+    let t0 = Instant::now();
+    for rep in 0..opt.reps {
+        for (ci, case) in cases.iter().enumerate() {
+            let order: Vec<usize> = (0..allocs.len())
+                .map(|i| (i + rep * 5 + ci) % allocs.len())
+                .filter(|&i| !allocs[i].bound || case.workload.has_bound())
+                .collect();
+            for ai in order {
+                let p = spawn(&dir, case, &allocs[ai], opt.settle_ms, (ci, ai));
+                done += 1;
+                eprintln!(
+                    "[{done}/{total} {:.0}s] rep {} {} {} {}: {:.1} ms",
+                    t0.elapsed().as_secs_f64(),
+                    rep + 1,
+                    case.workload.name(),
+                    size_label(case.workload, case.size),
+                    allocs[ai].name,
+                    p.sample.time_ms
+                );
+                pending.push_back(p);
+                while pending.len() > opt.overlap {
+                    let (key, s) = finish(pending.pop_front().unwrap());
+                    runs.entry(key).or_default().push(s);
+                }
+            }
+        }
+    }
+    for p in pending {
+        let (key, s) = finish(p);
+        runs.entry(key).or_default().push(s);
+    }
+
+    let medians: BTreeMap<(usize, usize), Sample> =
+        runs.iter().map(|(k, v)| (*k, median_sample(v))).collect();
+    write_runs_csv(&opt.out.join("runs.csv"), &cases, &allocs, &runs);
+    write_report_csv(
+        &opt.out.join("report.csv"),
+        &cases,
+        &allocs,
+        &runs,
+        &medians,
+        opt.settle_ms,
+    );
+    print_table(opt, &cases, &allocs, &medians);
+    print_targets(&cases, &allocs, &medians);
+    let panels: Vec<charts::Panel> = cases
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| charts::Panel {
+            title: format!(
+                "{} {} x{}",
+                c.workload.name(),
+                size_label(c.workload, c.size),
+                c.iters
+            ),
+            bars: allocs
+                .iter()
+                .enumerate()
+                .filter_map(|(ai, a)| {
+                    let s = medians.get(&(ci, ai))?;
+                    Some(charts::Bar {
+                        name: a.name.clone(),
+                        time_ms: s.time_ms,
+                        peak_mib: s.peak_mib,
+                        after_mib: s.rss_after_mib,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    let caption = format!(
+        "pagewise vs glibc, jemalloc, mimalloc: medians of {} runs{}",
+        opt.reps,
+        if opt.quick { " (quick mode)" } else { "" }
+    );
+    charts::report_svg(
+        &opt.out.join("report.svg"),
+        &caption,
+        &panels,
+        &default_name(),
+    )
+    .expect("drawing report.svg");
+}
+
+fn write_runs_csv(
+    path: &Path,
+    cases: &[Case],
+    allocs: &[Alloc],
+    runs: &BTreeMap<(usize, usize), Vec<Sample>>,
+) {
+    let mut s = String::from("workload,size,iters,allocator,run,time_ms,minflt,majflt,peak_rss_mib,rss_after_mib,lazyfree_after_mib,anonhuge_after_mib\n");
+    for (&(ci, ai), samples) in runs {
+        let (c, a) = (&cases[ci], &allocs[ai]);
+        for (i, r) in samples.iter().enumerate() {
+            writeln!(
+                s,
+                "{},{},{},{},{},{:.3},{},{},{:.1},{:.1},{:.1},{:.1}",
+                c.workload.name(),
+                c.size,
+                c.iters,
+                a.name,
+                i,
+                r.time_ms,
+                r.minflt,
+                r.majflt,
+                r.peak_mib,
+                r.rss_after_mib,
+                r.lazy_after_mib,
+                r.huge_after_mib
+            )
+            .unwrap();
+        }
+    }
+    std::fs::write(path, s).expect("writing runs.csv");
+}
+
+fn write_report_csv(
+    path: &Path,
+    cases: &[Case],
+    allocs: &[Alloc],
+    runs: &BTreeMap<(usize, usize), Vec<Sample>>,
+    medians: &BTreeMap<(usize, usize), Sample>,
+    settle_ms: u64,
+) {
+    let mut s = String::from(
+        "workload,size,size_label,iters,allocator,runs,time_ms,time_ms_min,time_ms_max,minflt,majflt,\
+         peak_rss_mib,rss_after_mib,lazyfree_after_mib,anonhuge_after_mib,settle_ms\n",
+    );
+    for (&(ci, ai), m) in medians {
+        let (c, a, r) = (&cases[ci], &allocs[ai], &runs[&(ci, ai)]);
+        let min = r.iter().map(|s| s.time_ms).fold(f64::MAX, f64::min);
+        let max = r.iter().map(|s| s.time_ms).fold(0.0, f64::max);
+        writeln!(
+            s,
+            "{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{}",
+            c.workload.name(),
+            c.size,
+            size_label(c.workload, c.size),
+            c.iters,
+            a.name,
+            r.len(),
+            m.time_ms,
+            min,
+            max,
+            m.minflt,
+            m.majflt,
+            m.peak_mib,
+            m.rss_after_mib,
+            m.lazy_after_mib,
+            m.huge_after_mib,
+            settle_ms
+        )
+        .unwrap();
+    }
+    std::fs::write(path, s).expect("writing report.csv");
+}
+
+fn print_table(
+    opt: &Options,
+    cases: &[Case],
+    allocs: &[Alloc],
+    medians: &BTreeMap<(usize, usize), Sample>,
+) {
+    println!(
+        "\nMedians of {} runs; RSS after = {} ms after the work{}.",
+        opt.reps,
+        opt.settle_ms,
+        if opt.overlap > 0 {
+            " (quick mode: the next run overlaps this wait)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<14} {:>12} {:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "workload", "size", "allocator", "ms", "minflt", "peakMiB", "afterMiB", "lazyMiB", "thpMiB"
+    );
+    for (ci, c) in cases.iter().enumerate() {
+        for (ai, a) in allocs.iter().enumerate() {
+            let Some(m) = medians.get(&(ci, ai)) else {
+                continue;
+            };
+            println!(
+                "{:<14} {:>12} {:<36} {:>9.1} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
+                c.workload.name(),
+                size_label(c.workload, c.size),
+                a.name,
+                m.time_ms,
+                m.minflt,
+                m.peak_mib,
+                m.rss_after_mib,
+                m.lazy_after_mib,
+                m.huge_after_mib
+            );
+        }
+        println!();
+    }
+}
+
+/// Issue 6's targets for the default configuration, from the medians.
+fn print_targets(cases: &[Case], allocs: &[Alloc], medians: &BTreeMap<(usize, usize), Sample>) {
+    let default = default_name();
+    let find = |ci: usize, name: &str| {
+        let ai = allocs.iter().position(|a| a.name == name)?;
+        medians.get(&(ci, ai))
+    };
+    println!("Targets ({default} = the default configuration):");
+    let mut fails = 0;
+    for (ci, c) in cases.iter().enumerate() {
+        let Some(d) = find(ci, &default) else {
+            continue;
+        };
+        let label = format!("{} {}", c.workload.name(), size_label(c.workload, c.size));
+        let peers = ["system", "jemalloc", "mimalloc"].map(|p| (p, find(ci, p)));
+        if let Some((name, best)) = peers
+            .iter()
+            .filter_map(|(n, s)| Some((*n, (*s)?)))
+            .min_by(|a, b| a.1.time_ms.total_cmp(&b.1.time_ms))
+        {
+            let ratio = d.time_ms / best.time_ms;
+            let ok = ratio <= 1.0;
+            fails += usize::from(!ok);
+            println!(
+                "  {:<26} time vs best peer ({name} {:.1} ms): {:.1} ms = {ratio:.2}x  {}",
+                label,
+                best.time_ms,
+                d.time_ms,
+                if ok { "ok" } else { "MISSED (target <= 1.00x)" }
+            );
+        }
+        if let Some(b) = find(ci, "bound") {
+            let limit = match c.workload {
+                Workload::VecPush => 1.25,
+                _ if c.size >= 8 * MIB => 1.10,
+                _ => 1.05,
+            };
+            let ratio = d.time_ms / b.time_ms;
+            let ok = ratio <= limit;
+            fails += usize::from(!ok);
+            println!(
+                "  {:<26} time vs fault-free bound ({:.1} ms): {ratio:.2}x  {}",
+                label,
+                b.time_ms,
+                if ok {
+                    "ok".to_string()
+                } else {
+                    format!("MISSED (target <= {limit:.2}x)")
+                }
+            );
+        }
+        if let Some(sys) = find(ci, "system") {
+            let over = d.rss_after_mib - sys.rss_after_mib;
+            let ok = over <= 16.0;
+            fails += usize::from(!ok);
+            println!(
+                "  {:<26} RSS after vs glibc: {:.1} vs {:.1} MiB ({over:+.1})  {}",
+                label,
+                d.rss_after_mib,
+                sys.rss_after_mib,
+                if ok {
+                    "ok"
+                } else {
+                    "MISSED (target <= +16 MiB)"
+                }
+            );
+        }
+    }
+    println!("  {fails} target(s) missed");
+}
