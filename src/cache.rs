@@ -196,6 +196,34 @@ impl Cache {
         }
     }
 
+    /// Takes the largest cached range shorter than `len`, if any.
+    pub(crate) fn take_largest_below(&self, len: usize) -> Option<Range> {
+        loop {
+            let mut best: Option<(usize, usize)> = None;
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.state.load(Ordering::Acquire) != FULL {
+                    continue;
+                }
+                let l = slot.len.load(Ordering::Relaxed);
+                if l < len && best.is_none_or(|(_, b)| l > b) {
+                    best = Some((i, l));
+                }
+            }
+            let (i, _) = best?;
+            let slot = &self.slots[i];
+            if !slot.claim(FULL) {
+                continue;
+            }
+            let r = slot.read();
+            if r.len >= len {
+                slot.publish(r);
+                continue;
+            }
+            slot.vacate();
+            return Some(r);
+        }
+    }
+
     /// Takes the first `len` bytes of the cached range that starts exactly at `addr` (to grow a
     /// block in place); the rest of that range stays cached. Returns what the taken pages hold.
     pub(crate) fn take_at(&self, addr: usize, len: usize) -> Option<Pages> {
@@ -334,6 +362,12 @@ mod tests {
         assert_eq!(c.take_at(0x10000, 0x4000), None);
         assert_eq!(c.take_at(0x10000, 0x1000), Some(Pages::Resident));
         assert_eq!(c.take_at(0x11000, 0x2000), Some(Pages::Resident));
+        assert!(c.is_empty());
+        c.insert(r(0x40000, 0x1000)).unwrap();
+        c.insert(r(0x80000, 0x3000)).unwrap();
+        assert_eq!(c.take_largest_below(0x3000).map(|x| x.addr), Some(0x40000));
+        assert_eq!(c.take_largest_below(0x1000), None);
+        assert_eq!(c.take_largest_below(0x4000).map(|x| x.addr), Some(0x80000));
         assert!(c.is_empty());
         for i in 0..SLOTS {
             c.insert(r(i << 20, 4096)).unwrap();

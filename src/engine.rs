@@ -94,7 +94,7 @@ impl Engine {
 
     /// Gives a claimed engine back to the pool (its allocator was dropped), releasing its cache.
     pub(crate) fn unclaim(&self) {
-        self.purge(PurgeReason::Purge);
+        self.purge();
         self.pressure.reset();
         self.state.store(FREE, Rel);
     }
@@ -227,8 +227,41 @@ impl Engine {
             }
             return p;
         }
+        // Nothing cached is big enough: grow the largest smaller range rather than map fresh
+        // pages beside it. Its pages serve the head, only the tail is new, and the cache does
+        // not pile up ranges of sizes the program has moved away from.
+        if let Some(r) = self.cache.take_largest_below(len) {
+            self.uncount_cached(&r);
+            // SAFETY: the range was just taken out of the cache; nothing else uses it.
+            match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, len, align) } {
+                Some(p) => {
+                    Counters::add(&c.grown_hits, 1);
+                    Counters::add(&c.large_allocs, 1);
+                    Counters::add(&c.live_bytes, len as u64);
+                    if zeroed && r.pages != Pages::Zero {
+                        // SAFETY: p is our block of len >= size bytes; the head came from the
+                        // cached range and may hold old bytes, the tail is fresh and zero.
+                        unsafe { ptr::write_bytes(p, 0, size.min(r.len)) };
+                    }
+                    return p;
+                }
+                None => {
+                    self.count_cached(&r);
+                    if let Err(r) = self.cache.insert(r) {
+                        self.uncount_cached(&r);
+                        self.unmap_range(&r);
+                    }
+                }
+            }
+        }
         Counters::add(&c.cache_misses, 1);
-        let p = self.fresh(len, align, prefetch);
+        let mut p = self.fresh(len, align, prefetch);
+        if p.is_null() && !self.cache.is_empty() {
+            // The kernel refused (ENOMEM, RLIMIT_AS, max_map_count): give the cache back and try
+            // once more, so that freed memory is never what makes an allocation fail.
+            self.drain_pressure();
+            p = self.fresh(len, align, prefetch);
+        }
         if !p.is_null() {
             Counters::add(&c.large_allocs, 1);
             Counters::add(&c.live_bytes, len as u64);
@@ -494,44 +527,17 @@ impl Engine {
             Counters::add(&c.live_bytes, extra as u64);
             return p;
         }
-        let prefetch = self.prefetch();
-        let huge = prefetch.huge_pages() && new_len >= HUGE;
-        let moved = if align <= PAGE && !huge {
-            // SAFETY: the caller gives us the live block p..p+old_len, one of our mappings.
-            unsafe { os::remap(p, old_len, new_len) }.ok()
-        } else {
-            // Move into a fresh aligned reservation so that alignment (and huge pages) hold.
-            let align = if huge {
-                align.max(HUGE)
-            } else {
-                align.max(PAGE)
-            };
-            self.map_aligned(new_len, align, 0).and_then(|dest| {
-                // SAFETY: p..p+old_len is the caller's live block; dest..dest+new_len is a
-                // reservation we just made and nothing uses.
-                match unsafe { os::remap_to(p, old_len, new_len, dest) } {
-                    Ok(()) => Some(dest),
-                    Err(_) => {
-                        // SAFETY: the reservation is ours and unused.
-                        let _ = unsafe { os::unmap(dest, new_len) };
-                        None
-                    }
-                }
-            })
-        };
+        // SAFETY: the caller gives us the live block p..p+old_len.
+        let mut moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
+        if moved.is_none() && !self.cache.is_empty() {
+            // As in `alloc`: the cache must not be what makes the kernel say no.
+            self.drain_pressure();
+            // SAFETY: as above; a failed move left the block untouched.
+            moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
+        }
         if let Some(q) = moved {
             Counters::add(&c.mremaps, 1);
             Counters::add(&c.live_bytes, extra as u64);
-            if huge {
-                Counters::add(&c.madvise_calls, 1);
-                // SAFETY: q..q+new_len is now the block; MADV_HUGEPAGE only changes faulting.
-                let _ = unsafe { os::advise(q, new_len, libc::MADV_HUGEPAGE) };
-            }
-            if prefetch.populates() {
-                Counters::add(&c.populate_calls, 1);
-                // SAFETY: the new tail belongs to the block; populating keeps contents.
-                unsafe { os::populate(q.add(old_len), extra) };
-            }
             return q;
         }
         // mremap refused (the block spans two mappings, or the kernel is out of memory): copy.
@@ -544,6 +550,57 @@ impl Engine {
             }
         }
         q
+    }
+
+    /// Grows the range `p..p+old_len` to `new_len` bytes by moving its pages with `mremap`
+    /// (never copying), into a fresh aligned reservation when alignment or huge pages require
+    /// it. The new tail is prepared like a fresh mapping (huge pages, populate). `None` if the
+    /// kernel refuses (the range spans two mappings, or memory is short); the range is then
+    /// untouched.
+    ///
+    /// # Safety
+    /// `p..p+old_len` must be a range of this engine that nothing else uses during the call.
+    unsafe fn grow_by_moving(
+        &self,
+        p: *mut u8,
+        old_len: usize,
+        new_len: usize,
+        align: usize,
+    ) -> Option<*mut u8> {
+        let c = &self.counters;
+        let prefetch = self.prefetch();
+        let huge = prefetch.huge_pages() && new_len >= HUGE;
+        let q = if align <= PAGE && !huge {
+            // SAFETY: the caller owns p..p+old_len, which lies in our mappings.
+            unsafe { os::remap(p, old_len, new_len) }.ok()?
+        } else {
+            let align = if huge {
+                align.max(HUGE)
+            } else {
+                align.max(PAGE)
+            };
+            let dest = self.map_aligned(new_len, align, 0)?;
+            // SAFETY: p..p+old_len is the caller's; dest..dest+new_len is a reservation we just
+            // made, which the move replaces.
+            if unsafe { os::remap_to(p, old_len, new_len, dest) }.is_err() {
+                Counters::add(&c.munmap_calls, 1);
+                // SAFETY: the reservation is ours and unused.
+                let _ = unsafe { os::unmap(dest, new_len) };
+                return None;
+            }
+            dest
+        };
+        if huge {
+            Counters::add(&c.madvise_calls, 1);
+            // SAFETY: q..q+new_len is the grown range; MADV_HUGEPAGE only changes faulting.
+            let _ = unsafe { os::advise(q, new_len, libc::MADV_HUGEPAGE) };
+        }
+        if prefetch.populates() {
+            Counters::add(&c.populate_calls, 1);
+            // SAFETY: the new tail is part of the range; populating keeps contents.
+            unsafe { os::populate(q.add(old_len), new_len - old_len) };
+        }
+        Some(q)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -601,6 +658,8 @@ impl Engine {
         next
     }
 
+    /// Releases every cached range because memory is short: the pressure signal is on, or the
+    /// kernel refused a mapping.
     fn drain_pressure(&self) {
         self.cache.drain(
             |_| true,
@@ -613,13 +672,11 @@ impl Engine {
     }
 
     /// Releases every cached range now.
-    pub(crate) fn purge(&self, why: PurgeReason) {
+    pub(crate) fn purge(&self) {
         self.cache.drain(
             |_| true,
             |r| {
-                if matches!(why, PurgeReason::Purge) {
-                    Counters::add(&self.counters.purge_releases, 1);
-                }
+                Counters::add(&self.counters.purge_releases, 1);
                 self.uncount_cached(&r);
                 self.unmap_range(&r);
             },
@@ -631,12 +688,6 @@ impl Engine {
         self.cache.reset_busy();
         self.pressure.after_fork();
     }
-}
-
-/// Why a purge happens (for the counters).
-#[derive(Clone, Copy)]
-pub(crate) enum PurgeReason {
-    Purge,
 }
 
 /// `PAGEWISE_PRESSURE_FILE` kept as a NUL-terminated copy, or the default path.

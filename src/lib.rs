@@ -25,7 +25,7 @@ pub use memory::ProcessMemory;
 pub use policy::{Prefetch, Release};
 pub use stats::Stats;
 
-use engine::{Engine, PurgeReason, ENGINES};
+use engine::{Engine, ENGINES};
 
 /// A global allocator that serves large allocations from their own anonymous mappings, with a
 /// chosen prefetch mode and release policy, and passes small ones to the inner allocator `A`.
@@ -148,7 +148,7 @@ impl<A> PageAlloc<A> {
 
     /// Releases every cached range now (`munmap`), so that RSS falls at once.
     pub fn purge(&self) {
-        self.engine().purge(PurgeReason::Purge);
+        self.engine().purge();
     }
 
     /// Switches release policy, prefetch mode, cache budget, decay and pressure settings at run
@@ -161,7 +161,7 @@ impl<A> PageAlloc<A> {
         if self.engine.load(Ordering::Acquire) == 1 {
             return; // the shared overflow engine keeps its fixed configuration
         }
-        engine.purge(PurgeReason::Purge);
+        engine.purge();
         engine.configure(&config);
     }
 }

@@ -67,6 +67,9 @@ counters! {
     in_place_reallocs,
     /// Large allocations served from the cache.
     cache_hits,
+    /// Large allocations served by growing a smaller cached range with `mremap` (its pages
+    /// serve the head of the block, only the tail is new).
+    grown_hits,
     /// Large allocations that needed a fresh mapping.
     cache_misses,
     /// Bytes in large blocks currently allocated.
@@ -90,7 +93,8 @@ counters! {
     populate_calls,
     /// Cached ranges released because they sat idle past the decay time.
     decay_releases,
-    /// Cached ranges released because of memory pressure.
+    /// Cached ranges released because memory is short: the pressure signal was on, or the kernel
+    /// refused a new mapping (the cache is given back and the mapping tried again).
     pressure_releases,
     /// Cached ranges released by `purge()` or `reconfigure()`.
     purge_releases,
