@@ -128,8 +128,38 @@ impl Cache {
         }
     }
 
-    /// Puts `r` in an empty slot; gives it back if every slot is taken (or busy).
-    pub(crate) fn insert(&self, r: Range) -> Result<(), Range> {
+    /// Puts `r` in the cache, merged with the cached ranges right before and after it whose
+    /// pages are in the same state, so that a block freed next to the rest of its mapping makes
+    /// one range again instead of two slots (mixed-size churn would otherwise split ranges until
+    /// the slots run out). Gives the range (merged) back if every slot is taken (or busy).
+    pub(crate) fn insert(&self, mut r: Range) -> Result<(), Range> {
+        for slot in &self.slots {
+            if slot.state.load(Ordering::Acquire) != FULL {
+                continue;
+            }
+            let (addr, len) = (
+                slot.addr.load(Ordering::Relaxed),
+                slot.len.load(Ordering::Relaxed),
+            );
+            if addr + len != r.addr && addr != r.addr + r.len {
+                continue;
+            }
+            if !slot.claim(FULL) {
+                continue;
+            }
+            let n = slot.read();
+            if n.pages != r.pages || (n.addr + n.len != r.addr && n.addr != r.addr + r.len) {
+                slot.publish(n);
+                continue;
+            }
+            slot.vacate();
+            r = Range {
+                addr: r.addr.min(n.addr),
+                len: r.len + n.len,
+                pages: r.pages,
+                since_ms: r.since_ms.max(n.since_ms),
+            };
+        }
         for slot in &self.slots {
             if slot.state.load(Ordering::Relaxed) == EMPTY && slot.claim(EMPTY) {
                 slot.publish(r);
@@ -137,6 +167,29 @@ impl Cache {
             }
         }
         Err(r)
+    }
+
+    /// Takes the smallest cached range, if any (to make room in the slots at the least cost).
+    pub(crate) fn take_smallest(&self) -> Option<Range> {
+        loop {
+            let mut best: Option<(usize, usize)> = None;
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.state.load(Ordering::Acquire) != FULL {
+                    continue;
+                }
+                let l = slot.len.load(Ordering::Relaxed);
+                if best.is_none_or(|(_, b)| l < b) {
+                    best = Some((i, l));
+                }
+            }
+            let (i, _) = best?;
+            let slot = &self.slots[i];
+            if slot.claim(FULL) {
+                let r = slot.read();
+                slot.vacate();
+                return Some(r);
+            }
+        }
     }
 
     /// Takes the best-fitting range that can hold `need` bytes at `align`, and the leftovers on
@@ -353,6 +406,28 @@ mod tests {
         assert_eq!(head.map(|h| (h.addr, h.len)), Some((0x201000, 0x3f000)));
         assert_eq!(tail.map(|t| (t.addr, t.len)), Some((0x260000, 0x21000)));
         assert!(c.take(1 << 30, 4096).is_none());
+    }
+
+    #[test]
+    fn insert_merges_neighbours_in_the_same_state() {
+        let c = Cache::new();
+        c.insert(r(0x10000, 0x1000)).unwrap();
+        c.insert(r(0x12000, 0x1000)).unwrap();
+        c.insert(Range {
+            pages: Pages::Zero,
+            ..r(0x13000, 0x1000)
+        })
+        .unwrap();
+        // Fills the hole: merges with both Resident neighbours, not with the Zero one.
+        c.insert(r(0x11000, 0x1000)).unwrap();
+        let (got, _, tail) = c.take(0x3000, 4096).unwrap();
+        assert_eq!((got.addr, got.len, tail), (0x10000, 0x3000, None));
+        assert_eq!(got.since_ms, 0x12000);
+        assert_eq!(
+            c.take_smallest().map(|x| (x.addr, x.pages)),
+            Some((0x13000, Pages::Zero))
+        );
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -405,17 +405,23 @@ impl Engine {
         }
         self.count_cached(&r);
         if let Err(r) = self.cache.insert(r) {
-            // Every slot is in use: evict the oldest range for this one.
-            match self.cache.take_oldest() {
-                Some(old) => {
-                    self.uncount_cached(&old);
-                    self.unmap_range(&old);
+            // Every slot is in use: the smallest range goes, this one or a cached one.
+            match self.cache.take_smallest() {
+                Some(small) if small.len < r.len => {
+                    self.uncount_cached(&small);
+                    self.unmap_range(&small);
                     if let Err(r) = self.cache.insert(r) {
                         self.uncount_cached(&r);
                         self.unmap_range(&r);
                     }
                 }
-                None => {
+                other => {
+                    if let Some(small) = other {
+                        if let Err(small) = self.cache.insert(small) {
+                            self.uncount_cached(&small);
+                            self.unmap_range(&small);
+                        }
+                    }
                     self.uncount_cached(&r);
                     self.unmap_range(&r);
                 }

@@ -1,15 +1,20 @@
 //! The body of the `worker_*` examples: run one workload under this binary's global allocator
 //! and print one CSV line that `examples/report` parses.
 //!
-//! Usage: `worker_X <workload> <size> [--iters N] [--settle-ms N] [--bound]`
+//! Usage: `worker_X <workload> <size> [--iters N] [--warmup N] [--settle-ms N] [--bound]`
 //!
 //! Output, one line on stdout once the work is done (the report may start its next worker then):
-//! `work,<allocator>,<workload>,<size>,<iters>,<time_ns>,<minflt>,<majflt>,<peak_rss_kib>,<check>`
+//! `work,<allocator>,<workload>,<size>,<iters>,<time_ns>,<minflt>,<majflt>,<peak_rss_kib>,<check>,<cold_round_ns>`
 //! and a second line `after,<rss_kib>,<lazyfree_kib>,<anon_huge_kib>` `--settle-ms` later
 //! (default 1500), read from `/proc/self/smaps_rollup`.
 //!
-//! Time and faults cover the work only; the peak RSS is `ru_maxrss` of this fresh process. With
-//! `--bound` the work runs on buffers allocated and faulted in before the clock starts.
+//! Before the clock starts, the worker runs `--warmup` rounds (default 1; for the multi-round
+//! workloads `mixed_threads` and `malloc_large`, a fifth of `--iters`) of the same work, so the
+//! timed rounds show the allocator's steady state, as a long-running program sees it; the
+//! warm-up's time per round is printed as `cold_round_ns`, the cost a fresh process pays once.
+//! Time and faults cover the timed work only; the peak RSS is `ru_maxrss` of this fresh process
+//! (warm-up included). With `--bound` the work runs on buffers allocated and faulted in before the
+//! clock starts (the warm-up runs on them too).
 
 use crate::workloads::{self, Workload};
 use std::io::Write;
@@ -60,6 +65,7 @@ pub fn run(allocator: &str) {
         )
     };
     let iters = flag("--iters").unwrap_or(3) as usize;
+    let warmup = flag("--warmup").unwrap_or(1) as usize;
     let settle = Duration::from_millis(flag("--settle-ms").unwrap_or(1500));
     let bound = args.iter().any(|a| a == "--bound");
     if bound && !workload.has_bound() {
@@ -79,22 +85,31 @@ pub fn run(allocator: &str) {
         Vec::new()
     };
 
-    let (flt0, maj0, _) = rusage();
-    let start = Instant::now();
-    let mut check = 0u64;
-    match workload {
-        Workload::MixedThreads => check = workloads::mixed_threads(size, 2, iters, 1),
-        Workload::MallocLarge => check = workloads::malloc_large(size, iters, 1),
-        _ => {
-            for round in 0..iters {
-                check = check.wrapping_add(match workload {
+    // `iters` rounds (or iterations, for the multi-round workloads) starting at round `first`.
+    let mut work = |first: usize, iters: usize| -> u64 {
+        match workload {
+            Workload::MixedThreads => workloads::mixed_threads(size, 2, iters, first as u64 + 1),
+            Workload::MallocLarge => workloads::malloc_large(size, iters, first as u64 + 1),
+            _ => (first..first + iters).fold(0u64, |check, round| {
+                check.wrapping_add(match workload {
                     Workload::Zeroed if bound => workloads::zeroed_bound(&mut buf, round),
                     Workload::VecPush if bound => workloads::vec_push_bound(&mut vec, size),
                     w => workloads::run_round(w, size, round),
-                });
-            }
+                })
+            }),
         }
-    }
+    };
+    let warmup_iters = match workload {
+        Workload::MixedThreads | Workload::MallocLarge if warmup > 0 => (iters / 5).max(1),
+        _ => warmup,
+    };
+    let cold = Instant::now();
+    let mut check = work(iters, warmup_iters);
+    let cold_round_ns = cold.elapsed().as_nanos() / warmup_iters.max(1) as u128;
+
+    let (flt0, maj0, _) = rusage();
+    let start = Instant::now();
+    check = check.wrapping_add(work(0, iters));
     let elapsed = start.elapsed();
     let (flt1, maj1, peak_kib) = rusage();
     drop((buf, vec));
@@ -104,7 +119,7 @@ pub fn run(allocator: &str) {
     let (ns, flt, maj) = (elapsed.as_nanos(), flt1 - flt0, maj1 - maj0);
     writeln!(
         out,
-        "work,{label},{name},{size},{iters},{ns},{flt},{maj},{peak_kib},{check}"
+        "work,{label},{name},{size},{iters},{ns},{flt},{maj},{peak_kib},{check},{cold_round_ns}"
     )
     .unwrap();
     out.flush().unwrap();

@@ -4,7 +4,9 @@
 //! pagewise policy and under glibc (`System`), jemalloc and mimalloc, each run a fresh child
 //! process (`target/release/examples/worker_*`, built first by this program with
 //! `cargo build --release --example worker_...`). Allocators alternate within each repetition
-//! (the order rotates between repetitions) and the median of the repetitions is kept.
+//! (the order rotates between repetitions) and the median of the repetitions is kept. Each
+//! worker runs one untimed warm-up round first: the times are steady state, and the warm-up's
+//! time per round is reported beside them as `cold_round_ms` (see `examples/common/worker.rs`).
 //!
 //! Writes to `--out DIR` (default `<target>/pagewise-report`): `report.csv` (medians),
 //! `runs.csv` (every run), `report.svg`, and from the seed's raw-mapping experiment `seed.csv`
@@ -49,6 +51,8 @@ struct Alloc {
 #[derive(Clone, Default)]
 struct Sample {
     time_ms: f64,
+    /// Time of one warm-up round: what a fresh process pays once before the steady state.
+    cold_round_ms: f64,
     minflt: f64,
     majflt: f64,
     peak_mib: f64,
@@ -233,7 +237,7 @@ fn spawn(dir: &Path, case: &Case, alloc: &Alloc, settle_ms: u64, key: (usize, us
     let line = lines.next().and_then(Result::ok).unwrap_or_default();
     let f: Vec<&str> = line.split(',').collect();
     assert!(
-        f.len() == 10 && f[0] == "work",
+        f.len() == 11 && f[0] == "work",
         "{}: bad output {line:?}",
         alloc.name
     );
@@ -254,6 +258,7 @@ fn spawn(dir: &Path, case: &Case, alloc: &Alloc, settle_ms: u64, key: (usize, us
     let num = |i: usize| f[i].parse::<f64>().unwrap();
     let sample = Sample {
         time_ms: num(5) / 1e6,
+        cold_round_ms: num(10) / 1e6,
         minflt: num(6),
         majflt: num(7),
         peak_mib: num(8) / 1024.0,
@@ -297,6 +302,7 @@ fn median_sample(runs: &[Sample]) -> Sample {
     let m = |f: fn(&Sample) -> f64| median(runs.iter().map(f).collect());
     Sample {
         time_ms: m(|s| s.time_ms),
+        cold_round_ms: m(|s| s.cold_round_ms),
         minflt: m(|s| s.minflt),
         majflt: m(|s| s.majflt),
         peak_mib: m(|s| s.peak_mib),
@@ -451,19 +457,20 @@ fn write_runs_csv(
     allocs: &[Alloc],
     runs: &BTreeMap<(usize, usize), Vec<Sample>>,
 ) {
-    let mut s = String::from("workload,size,iters,allocator,run,time_ms,minflt,majflt,peak_rss_mib,rss_after_mib,lazyfree_after_mib,anonhuge_after_mib\n");
+    let mut s = String::from("workload,size,iters,allocator,run,time_ms,cold_round_ms,minflt,majflt,peak_rss_mib,rss_after_mib,lazyfree_after_mib,anonhuge_after_mib\n");
     for (&(ci, ai), samples) in runs {
         let (c, a) = (&cases[ci], &allocs[ai]);
         for (i, r) in samples.iter().enumerate() {
             writeln!(
                 s,
-                "{},{},{},{},{},{:.3},{},{},{:.1},{:.1},{:.1},{:.1}",
+                "{},{},{},{},{},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1}",
                 c.workload.name(),
                 c.size,
                 c.iters,
                 a.name,
                 i,
                 r.time_ms,
+                r.cold_round_ms,
                 r.minflt,
                 r.majflt,
                 r.peak_mib,
@@ -486,7 +493,7 @@ fn write_report_csv(
     settle_ms: u64,
 ) {
     let mut s = String::from(
-        "workload,size,size_label,iters,allocator,runs,time_ms,time_ms_min,time_ms_max,minflt,majflt,\
+        "workload,size,size_label,iters,allocator,runs,time_ms,time_ms_min,time_ms_max,cold_round_ms,minflt,majflt,\
          peak_rss_mib,rss_after_mib,lazyfree_after_mib,anonhuge_after_mib,settle_ms\n",
     );
     for (&(ci, ai), m) in medians {
@@ -495,7 +502,7 @@ fn write_report_csv(
         let max = r.iter().map(|s| s.time_ms).fold(0.0, f64::max);
         writeln!(
             s,
-            "{},{},{},{},{},{},{:.3},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{}",
+            "{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{},{},{:.1},{:.1},{:.1},{:.1},{}",
             c.workload.name(),
             c.size,
             size_label(c.workload, c.size),
@@ -505,6 +512,7 @@ fn write_report_csv(
             m.time_ms,
             min,
             max,
+            m.cold_round_ms,
             m.minflt,
             m.majflt,
             m.peak_mib,
@@ -535,8 +543,17 @@ fn print_table(
         }
     );
     println!(
-        "{:<14} {:>12} {:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
-        "workload", "size", "allocator", "ms", "minflt", "peakMiB", "afterMiB", "lazyMiB", "thpMiB"
+        "{:<14} {:>12} {:<36} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "workload",
+        "size",
+        "allocator",
+        "ms",
+        "cold/rnd",
+        "minflt",
+        "peakMiB",
+        "afterMiB",
+        "lazyMiB",
+        "thpMiB"
     );
     for (ci, c) in cases.iter().enumerate() {
         for (ai, a) in allocs.iter().enumerate() {
@@ -544,11 +561,12 @@ fn print_table(
                 continue;
             };
             println!(
-                "{:<14} {:>12} {:<36} {:>9.1} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
+                "{:<14} {:>12} {:<36} {:>9.1} {:>9.1} {:>9.0} {:>9.1} {:>9.1} {:>9.1} {:>8.1}",
                 c.workload.name(),
                 size_label(c.workload, c.size),
                 a.name,
                 m.time_ms,
+                m.cold_round_ms,
                 m.minflt,
                 m.peak_mib,
                 m.rss_after_mib,
