@@ -22,8 +22,8 @@ cd "$(dirname "$0")/.."
 
 command -v valgrind >/dev/null || { echo "valgrind not installed" >&2; exit 2; }
 
-# Build once, find the test executables.
-build_json=$(cargo test --tests --no-run --message-format=json 2>/dev/null)
+# Build once (release, the profile `cargo test --release` already built), find the test executables.
+build_json=$(cargo test --release --tests --no-run --message-format=json 2>/dev/null)
 exe() {
     # The executable of integration test $1 from cargo's JSON messages.
     printf '%s\n' "$build_json" |

@@ -412,6 +412,7 @@ fn run_workloads(opt: &Options) {
     );
     print_table(opt, &cases, &allocs, &medians);
     print_targets(&cases, &allocs, &medians);
+    print_policy_wins(&cases, &allocs, &medians);
     let panels: Vec<charts::Panel> = cases
         .iter()
         .enumerate()
@@ -647,4 +648,49 @@ fn print_targets(cases: &[Case], allocs: &[Alloc], medians: &BTreeMap<(usize, us
         }
     }
     println!("  {fails} target(s) missed");
+}
+
+/// For each non-default pagewise configuration: the cases where it beats the default, on time or
+/// on peak RSS, and by how much (issue 6 asks the report to say where each policy wins).
+fn print_policy_wins(cases: &[Case], allocs: &[Alloc], medians: &BTreeMap<(usize, usize), Sample>) {
+    let default = default_name();
+    let Some(di) = allocs.iter().position(|a| a.name == default) else {
+        return;
+    };
+    println!(
+        "\nWhere each non-default configuration beats {default} (median time, median peak RSS):"
+    );
+    for (ai, a) in allocs.iter().enumerate() {
+        if ai == di || !a.name.starts_with("pagewise-") {
+            continue;
+        }
+        let mut wins = Vec::new();
+        for (ci, c) in cases.iter().enumerate() {
+            let (Some(m), Some(d)) = (medians.get(&(ci, ai)), medians.get(&(ci, di))) else {
+                continue;
+            };
+            let label = format!("{} {}", c.workload.name(), size_label(c.workload, c.size));
+            if m.time_ms < d.time_ms {
+                wins.push(format!(
+                    "{label} time {:.2}x ({:.1} vs {:.1} ms)",
+                    m.time_ms / d.time_ms,
+                    m.time_ms,
+                    d.time_ms
+                ));
+            }
+            if m.peak_mib < d.peak_mib * 0.95 {
+                wins.push(format!(
+                    "{label} peak RSS {:.2}x ({:.0} vs {:.0} MiB)",
+                    m.peak_mib / d.peak_mib,
+                    m.peak_mib,
+                    d.peak_mib
+                ));
+            }
+        }
+        if wins.is_empty() {
+            println!("  {:<34} nowhere", a.name);
+        } else {
+            println!("  {:<34} {}", a.name, wins.join("; "));
+        }
+    }
 }

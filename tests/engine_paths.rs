@@ -1,0 +1,175 @@
+//! The engine's less obvious paths, each checked through the public API: mappings named in
+//! /proc/self/maps, a miss served by growing a smaller cached range (and zeroed despite its dirty
+//! head), freed neighbours merged back into one range, and growth in place into the cached range
+//! that follows a block.
+
+use std::alloc::{GlobalAlloc, Layout};
+
+use pagewise::{Config, PageAlloc, Prefetch, Release};
+
+const MIB: usize = 1 << 20;
+
+fn retain(prefetch: Prefetch) -> PageAlloc {
+    PageAlloc::new().with_config(
+        Config::DEFAULT
+            .ignore_env()
+            .release(Release::Retain)
+            .prefetch(prefetch)
+            .decay_ms(None)
+            .background(false),
+    )
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).unwrap()
+}
+
+/// The line of /proc/self/maps whose range holds `addr`.
+fn maps_line(addr: usize) -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .find(|l| {
+            let range = l.split_whitespace().next().unwrap();
+            let (a, b) = range.split_once('-').unwrap();
+            let (a, b) = (
+                usize::from_str_radix(a, 16).unwrap(),
+                usize::from_str_radix(b, 16).unwrap(),
+            );
+            (a..b).contains(&addr)
+        })
+        .map(str::to_string)
+}
+
+/// Whether this kernel can name anonymous mappings (5.17+ with CONFIG_ANON_VMA_NAME).
+fn kernel_names_vmas() -> bool {
+    // SAFETY: a fresh private anonymous page, named and unmapped by this function alone.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let rc = libc::prctl(
+            0x53564d41,
+            0,
+            p as libc::c_ulong,
+            4096 as libc::c_ulong,
+            c"probe".as_ptr() as libc::c_ulong,
+        );
+        libc::munmap(p, 4096);
+        rc == 0
+    }
+}
+
+#[test]
+fn large_mappings_are_named_in_proc_maps() {
+    if !kernel_names_vmas() {
+        println!("skipped: this kernel cannot name anonymous mappings");
+        return;
+    }
+    let a = retain(Prefetch::None);
+    let l = layout(3 * MIB);
+    // SAFETY: l has a non-zero size; the block is freed with the same layout.
+    unsafe {
+        let p = a.alloc(l);
+        assert!(!p.is_null());
+        let line = maps_line(p as usize).expect("block not in /proc/self/maps");
+        assert!(line.ends_with("[anon:pagewise]"), "{line}");
+        a.dealloc(p, l);
+    }
+}
+
+#[test]
+fn a_miss_grows_the_largest_smaller_cached_range_and_zeroes_its_head() {
+    for prefetch in [Prefetch::None, Prefetch::HugePage] {
+        let a = retain(prefetch);
+        let small = layout(4 * MIB);
+        let big = layout(12 * MIB);
+        // SAFETY: blocks are used within their sizes and freed with their layouts.
+        unsafe {
+            let p = a.alloc(small);
+            assert!(!p.is_null());
+            std::ptr::write_bytes(p, 0xAB, small.size());
+            a.dealloc(p, small);
+            let before = a.stats();
+            let q = a.alloc_zeroed(big);
+            assert!(!q.is_null());
+            let after = a.stats();
+            assert_eq!(
+                after.grown_hits,
+                before.grown_hits + 1,
+                "{prefetch:?}: {after}"
+            );
+            assert_eq!(after.cached_bytes, 0, "{prefetch:?}: {after}");
+            let block = std::slice::from_raw_parts(q, big.size());
+            if let Some(i) = block.iter().position(|&b| b != 0) {
+                panic!(
+                    "{prefetch:?}: byte {i} of a zeroed block is {:#x}",
+                    block[i]
+                );
+            }
+            a.dealloc(q, big);
+            assert_eq!(a.stats().cached_bytes, 12 * MIB as u64);
+        }
+    }
+}
+
+#[test]
+fn freed_neighbours_merge_into_one_range() {
+    let a = retain(Prefetch::None);
+    let whole = layout(8 * MIB);
+    let half = layout(4 * MIB);
+    // SAFETY: blocks are used within their sizes and freed with their layouts.
+    unsafe {
+        // One 8 MiB range, carved into two 4 MiB blocks that sit side by side.
+        let p = a.alloc(whole);
+        a.dealloc(p, whole);
+        let x = a.alloc(half);
+        let y = a.alloc(half);
+        assert_eq!(a.stats().cache_hits, 2);
+        assert_eq!((x as usize).abs_diff(y as usize), 4 * MIB);
+        a.dealloc(x, half);
+        a.dealloc(y, half);
+        // Merged again: the 8 MiB request is a hit, not a grow or a fresh mapping.
+        let before = a.stats();
+        let z = a.alloc(whole);
+        let after = a.stats();
+        assert_eq!(after.cache_hits, before.cache_hits + 1, "{after}");
+        assert_eq!(after.mmap_calls, before.mmap_calls, "{after}");
+        assert_eq!(z, x.min(y));
+        a.dealloc(z, whole);
+    }
+}
+
+#[test]
+fn a_block_grows_in_place_into_the_cached_range_after_it() {
+    let a = retain(Prefetch::None);
+    let whole = layout(64 * MIB);
+    // SAFETY: blocks are used within their sizes and freed with their layouts.
+    unsafe {
+        let p = a.alloc(whole);
+        a.dealloc(p, whole);
+        // Carved from the head of the cached range; growing it takes the range that follows.
+        let mut size = MIB;
+        let q = a.alloc(layout(size));
+        assert_eq!(q, p);
+        for i in 0..size {
+            *q.add(i) = i as u8;
+        }
+        while size < 64 * MIB {
+            let r = a.realloc(q, layout(size), size * 2);
+            assert_eq!(r, q, "grew to {} MiB by moving", size * 2 / MIB);
+            size *= 2;
+        }
+        assert_eq!(a.stats().in_place_reallocs, 6);
+        assert_eq!(a.stats().mremaps, 0);
+        for i in 0..MIB {
+            assert_eq!(*q.add(i), i as u8, "byte {i}");
+        }
+        a.dealloc(q, layout(size));
+    }
+}
