@@ -133,32 +133,39 @@ impl Cache {
     /// one range again instead of two slots (mixed-size churn would otherwise split ranges until
     /// the slots run out). Gives the range (merged) back if every slot is taken (or busy).
     pub(crate) fn insert(&self, mut r: Range) -> Result<(), Range> {
-        for slot in &self.slots {
-            if slot.state.load(Ordering::Acquire) != FULL {
-                continue;
+        // A merge can make the range adjacent to a slot scanned before it: scan until a pass
+        // merges nothing (at most a few passes: each merge empties a slot).
+        let mut merged = true;
+        while merged {
+            merged = false;
+            for slot in &self.slots {
+                if slot.state.load(Ordering::Acquire) != FULL {
+                    continue;
+                }
+                let (addr, len) = (
+                    slot.addr.load(Ordering::Relaxed),
+                    slot.len.load(Ordering::Relaxed),
+                );
+                if addr + len != r.addr && addr != r.addr + r.len {
+                    continue;
+                }
+                if !slot.claim(FULL) {
+                    continue;
+                }
+                let n = slot.read();
+                if n.pages != r.pages || (n.addr + n.len != r.addr && n.addr != r.addr + r.len) {
+                    slot.publish(n);
+                    continue;
+                }
+                slot.vacate();
+                r = Range {
+                    addr: r.addr.min(n.addr),
+                    len: r.len + n.len,
+                    pages: r.pages,
+                    since_ms: r.since_ms.max(n.since_ms),
+                };
+                merged = true;
             }
-            let (addr, len) = (
-                slot.addr.load(Ordering::Relaxed),
-                slot.len.load(Ordering::Relaxed),
-            );
-            if addr + len != r.addr && addr != r.addr + r.len {
-                continue;
-            }
-            if !slot.claim(FULL) {
-                continue;
-            }
-            let n = slot.read();
-            if n.pages != r.pages || (n.addr + n.len != r.addr && n.addr != r.addr + r.len) {
-                slot.publish(n);
-                continue;
-            }
-            slot.vacate();
-            r = Range {
-                addr: r.addr.min(n.addr),
-                len: r.len + n.len,
-                pages: r.pages,
-                since_ms: r.since_ms.max(n.since_ms),
-            };
         }
         for slot in &self.slots {
             if slot.state.load(Ordering::Relaxed) == EMPTY && slot.claim(EMPTY) {

@@ -13,7 +13,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, 
 
 use crate::cache::{Cache, Pages, Range};
 use crate::config::{Config, DEFAULT_PRESSURE_FILE, NEVER};
-use crate::os::{self, HUGE, PAGE};
+use crate::os::{self, Errno, HUGE, PAGE};
 use crate::policy::{Prefetch, Release};
 use crate::pressure::{self, Pressure};
 use crate::stats::Counters;
@@ -83,7 +83,10 @@ impl Engine {
                     .compare_exchange(FREE, CLAIMED, Acquire, Relaxed)
                     .is_ok()
             {
-                e.counters.reset();
+                // Counters describe this owner's activity, but the cache's byte counts describe
+                // the cache, which may still hold a range that was BUSY (in the background
+                // thread's hands) when the previous owner purged it.
+                e.counters.reset_activity();
                 e.configure(config);
                 e.state.store(ACTIVE, Rel);
                 return i;
@@ -107,11 +110,10 @@ impl Engine {
         self.budget.store(c.cache, Relaxed);
         self.decay_ms.store(c.decay_ms, Relaxed);
         self.pressure_threshold.store(c.pressure_threshold, Relaxed);
-        let file = match (c.pressure_file, c.use_env) {
-            (Some(f), _) => f.as_ptr().cast_mut(),
-            _ => ptr::null_mut(),
-        };
-        self.pressure_file.store(file, Relaxed);
+        // Environment, then code, then the default (the precedence of every setting).
+        let env = if c.use_env { env_pressure_path() } else { None };
+        let file = env.or(c.pressure_file).unwrap_or(DEFAULT_PRESSURE_FILE);
+        self.pressure_file.store(file.as_ptr().cast_mut(), Relaxed);
         self.pressure.reset();
     }
 
@@ -139,13 +141,14 @@ impl Engine {
         !self.cache.is_empty()
     }
 
-    fn pressure_path(&self) -> &'static CStr {
+    /// The pressure file in force (resolved by `configure`).
+    pub(crate) fn pressure_path(&self) -> &'static CStr {
         let p = self.pressure_file.load(Relaxed);
-        if !p.is_null() {
-            // SAFETY: non-null values come from a `&'static CStr` in `configure`.
-            return unsafe { CStr::from_ptr(p) };
+        if p.is_null() {
+            return DEFAULT_PRESSURE_FILE;
         }
-        env_pressure_path()
+        // SAFETY: non-null values come from a `&'static CStr` in `configure`.
+        unsafe { CStr::from_ptr(p) }
     }
 
     /// Whether the pressure signal is on (reads it at most every few milliseconds).
@@ -176,6 +179,7 @@ impl Engine {
         );
         report::verbose(
             c,
+            self.pressure_path(),
             match (c.background, psi) {
                 (true, true) => "background release thread on; pressure from PSI",
                 (false, true) => "background release thread off; pressure from PSI",
@@ -234,7 +238,7 @@ impl Engine {
             self.uncount_cached(&r);
             // SAFETY: the range was just taken out of the cache; nothing else uses it.
             match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, len, align) } {
-                Some(p) => {
+                Ok(p) => {
                     Counters::add(&c.grown_hits, 1);
                     Counters::add(&c.large_allocs, 1);
                     Counters::add(&c.live_bytes, len as u64);
@@ -245,7 +249,7 @@ impl Engine {
                     }
                     return p;
                 }
-                None => {
+                Err(_) => {
                     self.count_cached(&r);
                     if let Err(r) = self.cache.insert(r) {
                         self.uncount_cached(&r);
@@ -257,8 +261,9 @@ impl Engine {
         Counters::add(&c.cache_misses, 1);
         let mut p = self.fresh(len, align, prefetch);
         if p.is_null() && !self.cache.is_empty() {
-            // The kernel refused (ENOMEM, RLIMIT_AS, max_map_count): give the cache back and try
-            // once more, so that freed memory is never what makes an allocation fail.
+            // The kernel refused (ENOMEM: out of memory, RLIMIT_AS, max_map_count; mmap fails
+            // only that way here): give the cache back and try once more, so that freed memory
+            // is never what makes an allocation fail.
             self.drain_pressure();
             p = self.fresh(len, align, prefetch);
         }
@@ -394,7 +399,7 @@ impl Engine {
             since_ms: now,
         };
         // What does not fit the budget goes, oldest first.
-        while c.cached_bytes.load(Relaxed) as usize + len > budget {
+        while (c.cached_bytes.load(Relaxed) as usize).saturating_add(len) > budget {
             match self.cache.take_oldest() {
                 Some(old) => {
                     self.uncount_cached(&old);
@@ -459,14 +464,32 @@ impl Engine {
         }
     }
 
+    /// Unmaps a range that belongs to no block and no cache slot. If the kernel refuses
+    /// (unmapping part of a mapping needs a new VMA, so it can fail with ENOMEM at
+    /// `vm.max_map_count`), the pages are dropped with `MADV_DONTNEED` instead and the range is
+    /// kept as zero pages, so RSS falls either way and nothing is forgotten.
     fn unmap_range(&self, r: &Range) {
         let c = &self.counters;
         Counters::add(&c.munmap_calls, 1);
-        if r.pages != Pages::Zero {
-            Counters::add(&c.released_bytes, r.len as u64);
-        }
         // SAFETY: ranges passed here belong to no block and to no cache slot any more.
-        let _ = unsafe { os::unmap(r.addr as *mut u8, r.len) };
+        if unsafe { os::unmap(r.addr as *mut u8, r.len) }.is_ok() {
+            if r.pages != Pages::Zero {
+                Counters::add(&c.released_bytes, r.len as u64);
+            }
+            return;
+        }
+        let pages = if r.pages == Pages::Zero {
+            Pages::Zero
+        } else {
+            self.advise_dontneed(r.addr, r.len)
+        };
+        let kept = Range { pages, ..*r };
+        self.count_cached(&kept);
+        if let Err(kept) = self.cache.insert(kept) {
+            // No slot either: the range stays mapped (its pages released if DONTNEED worked)
+            // and is given up, a leak of address space rather than of memory.
+            self.uncount_cached(&kept);
+        }
     }
 
     fn count_cached(&self, r: &Range) {
@@ -535,18 +558,20 @@ impl Engine {
         }
         // SAFETY: the caller gives us the live block p..p+old_len.
         let mut moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
-        if moved.is_none() && !self.cache.is_empty() {
+        if moved == Err(Errno(libc::ENOMEM)) && !self.cache.is_empty() {
             // As in `alloc`: the cache must not be what makes the kernel say no.
             self.drain_pressure();
             // SAFETY: as above; a failed move left the block untouched.
             moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
         }
-        if let Some(q) = moved {
+        if let Ok(q) = moved {
             Counters::add(&c.mremaps, 1);
             Counters::add(&c.live_bytes, extra as u64);
             return q;
         }
-        // mremap refused (the block spans two mappings, or the kernel is out of memory): copy.
+        Counters::add(&c.copied_reallocs, 1);
+        // No move: the block needs more than page alignment, spans two mappings (blocks can grow
+        // in place across the boundary of two adjacent mappings), or memory is short. Copy.
         let q = self.alloc(new_size, align, false);
         if !q.is_null() {
             // SAFETY: both blocks are live, distinct, and at least old_size long.
@@ -558,11 +583,19 @@ impl Engine {
         q
     }
 
-    /// Grows the range `p..p+old_len` to `new_len` bytes by moving its pages with `mremap`
-    /// (never copying), into a fresh aligned reservation when alignment or huge pages require
-    /// it. The new tail is prepared like a fresh mapping (huge pages, populate). `None` if the
-    /// kernel refuses (the range spans two mappings, or memory is short); the range is then
-    /// untouched.
+    /// Grows the range `p..p+old_len` to `new_len` bytes by moving its pages with
+    /// `mremap(MREMAP_MAYMOVE)` (never copying). The new tail is prepared like a fresh mapping
+    /// (huge pages, populate).
+    ///
+    /// Only plain `MREMAP_MAYMOVE` is used: it fails with nothing moved or unmapped. Moving into
+    /// a reservation with `MREMAP_FIXED` would be unsound here, because kernels before 6.10
+    /// unmap the destination *before* checking the source, so after a failure the reservation
+    /// may already be gone and reused by another thread. Linux 6.7+ places 2 MiB-multiple
+    /// lengths at 2 MiB-aligned addresses (a test in `tests/kernel_facts.rs` checks this), so huge
+    /// pages still line up; a block that needs more than page alignment is grown by the caller
+    /// with a copy instead (`Err(EINVAL)`).
+    ///
+    /// On failure (`EFAULT`: the range spans two mappings; `ENOMEM`) the range is untouched.
     ///
     /// # Safety
     /// `p..p+old_len` must be a range of this engine that nothing else uses during the call.
@@ -572,31 +605,15 @@ impl Engine {
         old_len: usize,
         new_len: usize,
         align: usize,
-    ) -> Option<*mut u8> {
+    ) -> Result<*mut u8, Errno> {
+        if align > PAGE {
+            return Err(Errno(libc::EINVAL));
+        }
         let c = &self.counters;
         let prefetch = self.prefetch();
-        let huge = prefetch.huge_pages() && new_len >= HUGE;
-        let q = if align <= PAGE && !huge {
-            // SAFETY: the caller owns p..p+old_len, which lies in our mappings.
-            unsafe { os::remap(p, old_len, new_len) }.ok()?
-        } else {
-            let align = if huge {
-                align.max(HUGE)
-            } else {
-                align.max(PAGE)
-            };
-            let dest = self.map_aligned(new_len, align, 0)?;
-            // SAFETY: p..p+old_len is the caller's; dest..dest+new_len is a reservation we just
-            // made, which the move replaces.
-            if unsafe { os::remap_to(p, old_len, new_len, dest) }.is_err() {
-                Counters::add(&c.munmap_calls, 1);
-                // SAFETY: the reservation is ours and unused.
-                let _ = unsafe { os::unmap(dest, new_len) };
-                return None;
-            }
-            dest
-        };
-        if huge {
+        // SAFETY: the caller owns p..p+old_len, which lies in our mappings.
+        let q = unsafe { os::remap(p, old_len, new_len) }?;
+        if prefetch.huge_pages() && new_len >= HUGE {
             Counters::add(&c.madvise_calls, 1);
             // SAFETY: q..q+new_len is the grown range; MADV_HUGEPAGE only changes faulting.
             let _ = unsafe { os::advise(q, new_len, libc::MADV_HUGEPAGE) };
@@ -606,7 +623,7 @@ impl Engine {
             // SAFETY: the new tail is part of the range; populating keeps contents.
             unsafe { os::populate(q.add(old_len), new_len - old_len) };
         }
-        Some(q)
+        Ok(q)
     }
 
     // ---------------------------------------------------------------------------------------
@@ -696,13 +713,14 @@ impl Engine {
     }
 }
 
-/// `PAGEWISE_PRESSURE_FILE` kept as a NUL-terminated copy, or the default path.
-fn env_pressure_path() -> &'static CStr {
+/// `PAGEWISE_PRESSURE_FILE` kept as a NUL-terminated copy, if set and valid.
+fn env_pressure_path() -> Option<&'static CStr> {
     static BUF: [AtomicU8; 257] = [const { AtomicU8::new(0) }; 257];
     static STATE: AtomicU8 = AtomicU8::new(0); // 0 unread, 1 writing, 2 set, 3 unset
     match STATE.load(Acquire) {
-        2 => return buf_cstr(&BUF),
-        3 | 1 => return DEFAULT_PRESSURE_FILE,
+        2 => return Some(buf_cstr(&BUF)),
+        3 => return None,
+        1 => return env_pressure_path_uncached(),
         _ => {}
     }
     if STATE.compare_exchange(0, 1, AcqRel, Acquire).is_err() {
@@ -715,13 +733,24 @@ fn env_pressure_path() -> &'static CStr {
             }
             BUF[path.len()].store(0, Relaxed);
             STATE.store(2, Rel);
-            buf_cstr(&BUF)
+            Some(buf_cstr(&BUF))
         }
         None => {
             STATE.store(3, Rel);
-            DEFAULT_PRESSURE_FILE
+            None
         }
     }
+}
+
+/// For a thread that arrives while another copies the variable (it must not wait): the
+/// environment's own string, which stays valid as long as nobody calls `setenv` on it (the
+/// reason `std::env::set_var` is `unsafe`).
+fn env_pressure_path_uncached() -> Option<&'static CStr> {
+    crate::config::env_pressure_file()?;
+    // SAFETY: the name is NUL-terminated; the result was just checked to be set and valid.
+    let p = unsafe { libc::getenv(c"PAGEWISE_PRESSURE_FILE".as_ptr()) };
+    // SAFETY: a non-null getenv result is a NUL-terminated string in the environment block.
+    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) })
 }
 
 fn buf_cstr(buf: &'static [AtomicU8; 257]) -> &'static CStr {

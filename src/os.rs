@@ -85,34 +85,6 @@ pub(crate) unsafe fn remap(old: *mut u8, old_len: usize, new_len: usize) -> Resu
     }
 }
 
-/// `mremap(old, old_len, new_len, MREMAP_MAYMOVE|MREMAP_FIXED, dest)`: moves the pages of `old`
-/// to `dest`, replacing whatever pagewise had mapped there.
-///
-/// # Safety
-/// Both ranges must be owned by pagewise; `[dest, dest+new_len)` holds no live block.
-pub(crate) unsafe fn remap_to(
-    old: *mut u8,
-    old_len: usize,
-    new_len: usize,
-    dest: *mut u8,
-) -> Result<(), Errno> {
-    // SAFETY: the caller owns both ranges; MREMAP_FIXED unmaps only the caller's destination.
-    let p = unsafe {
-        libc::mremap(
-            old.cast(),
-            old_len,
-            new_len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            dest,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        Err(errno())
-    } else {
-        Ok(())
-    }
-}
-
 /// `madvise(addr, len, advice)`.
 ///
 /// # Safety

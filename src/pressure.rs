@@ -59,16 +59,22 @@ impl Pressure {
     }
 
     /// Closes the file and forgets the state (when an allocator is reconfigured or dropped).
+    /// If a read is under way on another thread, its descriptor is left open rather than closed
+    /// under it (a `pread` on a closed and reused number would read someone else's file).
     pub(crate) fn reset(&self) {
+        let idle = !self.reading.swap(true, Relaxed);
         let fd = self.fd.swap(FD_UNOPENED, Relaxed);
-        if fd >= 0 {
-            // SAFETY: fd was opened by `open` below and is closed once (the swap took it).
+        if fd >= 0 && idle {
+            // SAFETY: fd was opened by `open` below and is closed once (the swap took it); no
+            // reader holds it (we hold the reading flag).
             unsafe { libc::close(fd) };
         }
         self.last_ms.store(0, Relaxed);
         self.last_total_us.store(u64::MAX, Relaxed);
         self.on.store(false, Relaxed);
-        self.reading.store(false, Relaxed);
+        if idle {
+            self.reading.store(false, Relaxed);
+        }
     }
 
     /// In a `fork` child: a read interrupted by the fork belongs to a thread that is gone.
@@ -182,7 +188,7 @@ fn parse_centi(s: &[u8]) -> Option<u64> {
         if !b.is_ascii_digit() {
             return None;
         }
-        v += (b - b'0') as u64 * scale;
+        v = v.checked_add((b - b'0') as u64 * scale)?;
         scale /= 10;
     }
     Some(v)

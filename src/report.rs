@@ -2,6 +2,7 @@
 //! formatted into a stack buffer and written with one `write(2)`, so that printing never
 //! allocates (we may be the global allocator, called from inside `alloc`).
 
+use core::ffi::CStr;
 use core::fmt::{self, Write};
 
 use crate::config::{Config, ConfigError, Setting, DEFAULT_PRESSURE_FILE};
@@ -73,7 +74,7 @@ fn program(buf: &mut [u8; 64]) -> &[u8] {
 }
 
 /// Writes the value `Config::DEFAULT` has for `s`.
-fn write_value(f: &mut Line, c: &Config, s: Setting) -> fmt::Result {
+fn write_value(f: &mut Line, c: &Config, pressure: &CStr, s: Setting) -> fmt::Result {
     match s {
         Setting::Release => f.write_str(c.release.name()),
         Setting::Prefetch => f.write_str(c.prefetch.name()),
@@ -84,7 +85,7 @@ fn write_value(f: &mut Line, c: &Config, s: Setting) -> fmt::Result {
             None => f.write_str("never"),
         },
         Setting::Background => f.write_str(on_off(c.background)),
-        Setting::PressureFile => write_escaped(f, pressure_path(c)),
+        Setting::PressureFile => write_escaped(f, pressure.to_bytes()),
         Setting::PressureThreshold => write!(
             f,
             "{}.{:02}%",
@@ -94,15 +95,6 @@ fn write_value(f: &mut Line, c: &Config, s: Setting) -> fmt::Result {
         Setting::Verbose => f.write_str(on_off(c.verbose)),
         Setting::Stats => f.write_str(on_off(c.stats_at_exit)),
     }
-}
-
-fn pressure_path(c: &Config) -> &[u8] {
-    if c.use_env {
-        if let Some(p) = crate::config::env_pressure_file() {
-            return p;
-        }
-    }
-    c.pressure_file.unwrap_or(DEFAULT_PRESSURE_FILE).to_bytes()
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -130,7 +122,12 @@ pub(crate) fn config_error(e: &ConfigError) {
     let mut line = Line::new();
     let mut name = [0u8; 64];
     let _ = write!(line, "pagewise: {e}; using the default ");
-    let _ = write_value(&mut line, &Config::DEFAULT, e.setting());
+    let _ = write_value(
+        &mut line,
+        &Config::DEFAULT,
+        DEFAULT_PRESSURE_FILE,
+        e.setting(),
+    );
     let _ = line.write_str(" in ");
     let _ = write_escaped(&mut line, program(&mut name));
     // SAFETY: getpid has no preconditions.
@@ -140,7 +137,7 @@ pub(crate) fn config_error(e: &ConfigError) {
 
 /// `PAGEWISE_VERBOSE=1`: every setting, its value and where it came from, plus the kernel
 /// features in use.
-pub(crate) fn verbose(c: &Config, notes: &str) {
+pub(crate) fn verbose(c: &Config, pressure: &CStr, notes: &str) {
     let mut line = Line::new();
     let mut name = [0u8; 64];
     let _ = line.write_str("pagewise: config for ");
@@ -148,7 +145,7 @@ pub(crate) fn verbose(c: &Config, notes: &str) {
     let _ = line.write_str(":");
     for s in Setting::ALL {
         let _ = write!(line, " {}=", s.var());
-        let _ = write_value(&mut line, c, s);
+        let _ = write_value(&mut line, c, pressure, s);
         let _ = write!(line, " ({})", c.source(s).name());
     }
     line.emit();

@@ -24,8 +24,16 @@ macro_rules! counters {
                 Stats { $( $field: self.$field.load(Relaxed), )* }
             }
 
-            pub(crate) fn reset(&self) {
-                $( self.$field.store(0, Relaxed); )*
+            /// Zeroes every counter except the cache's byte counts (see `Engine::claim`).
+            pub(crate) fn reset_activity(&self) {
+                $(
+                    if !matches!(
+                        stringify!($field),
+                        "cached_bytes" | "cached_resident_bytes" | "cached_lazy_bytes"
+                    ) {
+                        self.$field.store(0, Relaxed);
+                    }
+                )*
             }
         }
 
@@ -62,6 +70,9 @@ counters! {
     reallocs,
     /// Reallocs that moved pages with `mremap` instead of copying.
     mremaps,
+    /// Reallocs that had to copy: the block needs more than page alignment, spans two mappings,
+    /// or `mremap` ran out of memory.
+    copied_reallocs,
     /// Reallocs served without moving: same rounded size, a shrink, or growth into the cached
     /// range right after the block.
     in_place_reallocs,

@@ -306,3 +306,49 @@ fn mremap_maymove_preserves_content_without_faults() {
     );
     assert_eq!(tail_nonzero, None, "grown tail should read zero");
 }
+
+#[test]
+fn mremap_places_2mib_multiples_at_2mib_boundaries() {
+    // pagewise grows blocks with plain mremap(MREMAP_MAYMOVE) (MREMAP_FIXED into a reservation
+    // is unsound on kernels that unmap the destination before checking the source), and relies
+    // on Linux 6.7+ placing moved ranges of 2 MiB multiples at 2 MiB-aligned addresses, so that
+    // a grown block keeps its transparent huge pages. Each round blocks in-place growth with a
+    // guard page, so the kernel must choose a new place.
+    const HUGE: usize = 2 * MIB;
+    let mut aligned = 0;
+    let rounds = 16;
+    for _ in 0..rounds {
+        let m = Mapping::new(4 * MIB + PAGE);
+        // SAFETY: the last page lies inside the mapping m owns.
+        let rc = unsafe {
+            libc::mprotect(
+                m.ptr.add(4 * MIB) as *mut libc::c_void,
+                PAGE,
+                libc::PROT_NONE,
+            )
+        };
+        assert_eq!(rc, 0);
+        // SAFETY: the first 4 MiB are ours; MAYMOVE picks a free destination.
+        let new = unsafe {
+            libc::mremap(
+                m.ptr as *mut libc::c_void,
+                4 * MIB,
+                8 * MIB,
+                libc::MREMAP_MAYMOVE,
+            )
+        };
+        assert_ne!(new, libc::MAP_FAILED, "{}", std::io::Error::last_os_error());
+        aligned += usize::from(new as usize % HUGE == 0);
+        // SAFETY: new..new+8 MiB and the guard page are ours; the old range moved away.
+        unsafe {
+            libc::munmap(new, 8 * MIB);
+            libc::munmap(m.ptr.add(4 * MIB) as *mut libc::c_void, PAGE);
+        }
+        std::mem::forget(m);
+    }
+    println!("mremap(MAYMOVE) 4 MiB -> 8 MiB: {aligned}/{rounds} results 2 MiB-aligned");
+    assert_eq!(
+        aligned, rounds,
+        "moved 2 MiB-multiple ranges are not 2 MiB-aligned here"
+    );
+}
