@@ -2,7 +2,7 @@
 # Runs a subset of the integration tests under valgrind memcheck; fails on any memcheck error
 # (invalid read/write, use of uninitialised value in a syscall, ...).
 #
-#   scripts/valgrind.sh            # the CI subset (about 1.5 minutes on 2 cores)
+#   scripts/valgrind.sh            # the CI subset (about 25 s on 2 cores)
 #   VALGRIND_ARGS="--num-callers=40" scripts/valgrind.sh
 #
 # What it can and cannot see: pagewise's large blocks are anonymous mmaps, opaque to memcheck
@@ -10,13 +10,6 @@
 # invalid reads/writes and bad syscall arguments — in pagewise, the inner allocator path and the
 # tests — not for leaks inside large blocks.
 #
-# Known valgrind 3.19 limitation, worked around here: memcheck leaves the grown tail of
-# `mremap(old, old_len, new_len, MREMAP_MAYMOVE|MREMAP_FIXED, dest)` marked "noaccess" although
-# the kernel maps it, so every write there is a false "Invalid write". pagewise uses that call
-# when it grows a block aligned above 4 KiB or backed by huge pages. The runs below therefore
-# use PAGEWISE_PREFETCH=none for the global allocator and PAGEWISE_VALGRIND=1, which makes
-# tests/model.rs keep alignments <= 4 KiB and prefetch modes without huge pages; the policies
-# tests chosen here do not grow aligned blocks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,13 +40,13 @@ run() {
 }
 
 start=$SECONDS
-ENVS=(PAGEWISE_VALGRIND=1 PROPTEST_CASES=16)
+ENVS=(RUST_BACKTRACE=1 PROPTEST_CASES=16)
 run model
-ENVS=(PAGEWISE_VALGRIND=1)
+ENVS=(RUST_BACKTRACE=1)
 run policies threshold_boundary stats_counters_behave zeroed_after_dirty_free pattern_helpers
-ENVS=(PAGEWISE_VALGRIND=1 PAGEWISE_PREFETCH=none)
+ENVS=(RUST_BACKTRACE=1)
 run global threshold_boundary_global effective_config_and_purge vec_growth_to_300mib_uses_mremap
-ENVS=(PAGEWISE_VALGRIND=1)
+ENVS=(RUST_BACKTRACE=1)
 run kernel_facts madvise_probe_reports_support dontneed_zeroes_and_drops_rss
 
 echo "valgrind: total $((SECONDS - start)) s, status $status" >&2

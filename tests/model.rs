@@ -3,11 +3,6 @@
 //! minimal sequence. One property per release policy; the prefetch mode is part of the input.
 //!
 //! `PROPTEST_CASES` sets the number of cases (default 64 per policy to keep CI short).
-//! `PAGEWISE_VALGRIND=1` (set by scripts/valgrind.sh) keeps alignments at most 4 KiB and the
-//! prefetch modes without huge pages: pagewise then grows blocks with plain
-//! `mremap(MREMAP_MAYMOVE)`. Valgrind 3.19 mis-tracks `mremap(MREMAP_MAYMOVE|MREMAP_FIXED)`
-//! growth (it leaves the grown tail "noaccess" although the kernel maps it), which pagewise uses
-//! for aligned and huge-page blocks, so those would report false invalid writes.
 
 mod common;
 
@@ -49,14 +44,9 @@ fn size_strategy() -> impl Strategy<Value = usize> {
     ]
 }
 
-fn under_valgrind() -> bool {
-    std::env::var("PAGEWISE_VALGRIND").is_ok_and(|v| v == "1")
-}
-
 fn op_strategy() -> impl Strategy<Value = Op> {
-    let max_align_pow = if under_valgrind() { 13 } else { 22 };
     prop_oneof![
-        4 => (size_strategy(), 3u32..max_align_pow, any::<bool>())
+        4 => (size_strategy(), 3u32..22, any::<bool>())
             .prop_map(|(size, align_pow, zeroed)| Op::Alloc { size, align_pow, zeroed }),
         3 => (any::<usize>(), size_strategy())
             .prop_map(|(idx, new_size)| Op::Realloc { idx, new_size }),
@@ -66,12 +56,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 }
 
 fn prefetch_strategy() -> impl Strategy<Value = Prefetch> {
-    let modes: Vec<Prefetch> = if under_valgrind() {
-        vec![Prefetch::None, Prefetch::Populate]
-    } else {
-        Prefetch::ALL.to_vec()
-    };
-    prop::sample::select(modes)
+    prop::sample::select(Prefetch::ALL.to_vec())
 }
 
 /// What the model knows about a live block: its layout, and that it holds the pattern of `id`.
