@@ -256,8 +256,8 @@ impl Cache {
         }
     }
 
-    /// Takes the largest cached range shorter than `len`, if any.
-    pub(crate) fn take_largest_below(&self, len: usize) -> Option<Range> {
+    /// Takes the largest cached range shorter than `len`, if it is at least `min` long.
+    pub(crate) fn take_largest_below(&self, len: usize, min: usize) -> Option<Range> {
         loop {
             let mut best: Option<(usize, usize)> = None;
             for (i, slot) in self.slots.iter().enumerate() {
@@ -269,13 +269,16 @@ impl Cache {
                     best = Some((i, l));
                 }
             }
-            let (i, _) = best?;
+            let (i, l) = best?;
+            if l < min {
+                return None;
+            }
             let slot = &self.slots[i];
             if !slot.claim(FULL) {
                 continue;
             }
             let r = slot.read();
-            if r.len >= len {
+            if r.len >= len || r.len < min {
                 slot.publish(r);
                 continue;
             }
@@ -447,9 +450,16 @@ mod tests {
         assert!(c.is_empty());
         c.insert(r(0x40000, 0x1000)).unwrap();
         c.insert(r(0x80000, 0x3000)).unwrap();
-        assert_eq!(c.take_largest_below(0x3000).map(|x| x.addr), Some(0x40000));
-        assert_eq!(c.take_largest_below(0x1000), None);
-        assert_eq!(c.take_largest_below(0x4000).map(|x| x.addr), Some(0x80000));
+        assert_eq!(
+            c.take_largest_below(0x3000, 0).map(|x| x.addr),
+            Some(0x40000)
+        );
+        assert_eq!(c.take_largest_below(0x1000, 0), None);
+        assert_eq!(c.take_largest_below(0x8000, 0x4000), None);
+        assert_eq!(
+            c.take_largest_below(0x4000, 0x2000).map(|x| x.addr),
+            Some(0x80000)
+        );
         assert!(c.is_empty());
         for i in 0..SLOTS {
             c.insert(r(i << 20, 4096)).unwrap();

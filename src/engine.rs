@@ -231,10 +231,13 @@ impl Engine {
             }
             return p;
         }
-        // Nothing cached is big enough: grow the largest smaller range rather than map fresh
-        // pages beside it. Its pages serve the head, only the tail is new, and the cache does
-        // not pile up ranges of sizes the program has moved away from.
-        if let Some(r) = self.cache.take_largest_below(len) {
+        // Nothing cached is big enough: grow the largest smaller range, if it is at least half
+        // the request, rather than map fresh pages beside it. Its pages serve the head, only the
+        // tail is new, and the cache does not pile up ranges of sizes the program has moved away
+        // from. Smaller ranges are left alone: growing a table from the one before the previous
+        // (HashMap's doubling) would eat every small range, so that the next round of the same
+        // program finds only big ones, carves them, and faults again for its biggest table.
+        if let Some(r) = self.cache.take_largest_below(len, len / 2) {
             self.uncount_cached(&r);
             // SAFETY: the range was just taken out of the cache; nothing else uses it.
             match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, len, align) } {

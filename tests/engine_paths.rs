@@ -87,7 +87,8 @@ fn large_mappings_are_named_in_proc_maps() {
 fn a_miss_grows_the_largest_smaller_cached_range_and_zeroes_its_head() {
     for prefetch in [Prefetch::None, Prefetch::HugePage] {
         let a = retain(prefetch);
-        let small = layout(4 * MIB);
+        // At least half the request, so the miss grows it (smaller ranges are left alone).
+        let small = layout(8 * MIB);
         let big = layout(12 * MIB);
         // SAFETY: blocks are used within their sizes and freed with their layouts.
         unsafe {
@@ -115,6 +116,23 @@ fn a_miss_grows_the_largest_smaller_cached_range_and_zeroes_its_head() {
             a.dealloc(q, big);
             assert_eq!(a.stats().cached_bytes, 12 * MIB as u64);
         }
+    }
+}
+
+#[test]
+fn a_miss_leaves_ranges_under_half_the_request_alone() {
+    let a = retain(Prefetch::None);
+    let small = layout(4 * MIB);
+    let big = layout(12 * MIB);
+    // SAFETY: blocks are used within their sizes and freed with their layouts.
+    unsafe {
+        let p = a.alloc(small);
+        a.dealloc(p, small);
+        let q = a.alloc(big);
+        let s = a.stats();
+        assert_eq!((s.grown_hits, s.cache_misses), (0, 2), "{s}");
+        assert_eq!(s.cached_bytes, 4 * MIB as u64, "{s}");
+        a.dealloc(q, big);
     }
 }
 
