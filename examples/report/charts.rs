@@ -59,7 +59,7 @@ fn bars(
         .y_labels(n as usize)
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) if labels => {
-                names.get(*i as usize).unwrap_or(&"").to_string()
+                names.get((n - 1 - *i) as usize).unwrap_or(&"").to_string()
             }
             _ => String::new(),
         })
@@ -69,7 +69,8 @@ fn bars(
     let k = series.len() as u32;
     for (j, (values, color)) in series.iter().enumerate() {
         chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-            let i = i as u32;
+            // Row 0 is at the bottom: the first allocator goes on top, as in the labels.
+            let i = n - 1 - i as u32;
             let mut r = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
@@ -92,7 +93,7 @@ fn bars(
         };
         Text::new(
             label,
-            (v, SegmentValue::CenterOf(i as u32)),
+            (v, SegmentValue::CenterOf(n - 1 - i as u32)),
             ("sans-serif", 11),
         )
     }))?;
@@ -168,14 +169,15 @@ fn bars_colored(
         .x_desc("ms")
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
-    chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-        let i = i as u32;
+    chart.draw_series(values.iter().enumerate().map(|(idx, &v)| {
+        // Row 0 is at the bottom: the first allocator goes on top, as in the labels.
+        let i = n - 1 - idx as u32;
         let mut r = Rectangle::new(
             [
                 (0.0, SegmentValue::Exact(i)),
                 (v, SegmentValue::Exact(i + 1)),
             ],
-            colors[i as usize].filled(),
+            colors[idx].filled(),
         );
         r.set_margin(2, 2, 0, 0);
         r
@@ -188,7 +190,7 @@ fn bars_colored(
         };
         Text::new(
             label,
-            (v, SegmentValue::CenterOf(i as u32)),
+            (v, SegmentValue::CenterOf(n - 1 - i as u32)),
             ("sans-serif", 11),
         )
     }))?;

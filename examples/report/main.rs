@@ -15,7 +15,8 @@
 //! Options: `--quick` (smaller iteration counts, 3 repetitions, runs overlapping their settle
 //! wait, for CI), `--reps N`, `--settle-ms N` (wait before reading RSS after the work, default
 //! 1500), `--only W1,W2` (workloads), `--allocators A1,A2`, `--no-build`, `--no-seed`,
-//! `--seed-only`.
+//! `--seed-only`, `--from-runs FILE` (redo the tables, CSVs and chart from an earlier
+//! `runs.csv` without running anything).
 
 #[path = "../common/workloads.rs"]
 mod workloads;
@@ -73,6 +74,8 @@ struct Options {
     build: bool,
     seed: bool,
     workloads: bool,
+    /// Redraw from a previous run's `runs.csv` instead of running the workers.
+    from_runs: Option<PathBuf>,
 }
 
 fn parse_options() -> Options {
@@ -104,6 +107,7 @@ fn parse_options() -> Options {
         build: !has("--no-build"),
         seed: !has("--no-seed"),
         workloads: !has("--seed-only"),
+        from_runs: value("--from-runs").map(PathBuf::from),
     }
 }
 
@@ -341,6 +345,10 @@ fn run_workloads(opt: &Options) {
     if let Some(keep) = &opt.allocators {
         allocs.retain(|a| keep.contains(&a.name));
     }
+    if let Some(path) = &opt.from_runs {
+        let runs = read_runs_csv(path, &cases, &allocs);
+        return summarize(opt, &cases, &allocs, runs);
+    }
     if opt.build {
         let mut workers: Vec<&str> = allocs.iter().map(|a| a.worker).collect();
         workers.sort_unstable();
@@ -398,7 +406,53 @@ fn run_workloads(opt: &Options) {
         let (key, s) = finish(p);
         runs.entry(key).or_default().push(s);
     }
+    summarize(opt, &cases, &allocs, runs);
+}
 
+/// Reads the `runs.csv` of an earlier run back (for `--from-runs`), keeping the rows whose case
+/// and allocator are in this run's lists.
+fn read_runs_csv(
+    path: &Path,
+    cases: &[Case],
+    allocs: &[Alloc],
+) -> BTreeMap<(usize, usize), Vec<Sample>> {
+    let text = std::fs::read_to_string(path).expect("reading --from-runs");
+    let mut runs: BTreeMap<(usize, usize), Vec<Sample>> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 13, "bad runs.csv line {line:?}");
+        let size: usize = f[1].parse().expect("size");
+        let Some(ci) = cases
+            .iter()
+            .position(|c| c.workload.name() == f[0] && c.size == size)
+        else {
+            continue;
+        };
+        let Some(ai) = allocs.iter().position(|a| a.name == f[3]) else {
+            continue;
+        };
+        let num = |i: usize| f[i].parse::<f64>().expect("number");
+        runs.entry((ci, ai)).or_default().push(Sample {
+            time_ms: num(5),
+            cold_round_ms: num(6),
+            minflt: num(7),
+            majflt: num(8),
+            peak_mib: num(9),
+            rss_after_mib: num(10),
+            lazy_after_mib: num(11),
+            huge_after_mib: num(12),
+        });
+    }
+    runs
+}
+
+/// Medians, CSV files, tables, targets and the chart, from the runs.
+fn summarize(
+    opt: &Options,
+    cases: &[Case],
+    allocs: &[Alloc],
+    runs: BTreeMap<(usize, usize), Vec<Sample>>,
+) {
     let medians: BTreeMap<(usize, usize), Sample> =
         runs.iter().map(|(k, v)| (*k, median_sample(v))).collect();
     write_runs_csv(&opt.out.join("runs.csv"), &cases, &allocs, &runs);
