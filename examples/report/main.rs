@@ -455,18 +455,18 @@ fn summarize(
 ) {
     let medians: BTreeMap<(usize, usize), Sample> =
         runs.iter().map(|(k, v)| (*k, median_sample(v))).collect();
-    write_runs_csv(&opt.out.join("runs.csv"), &cases, &allocs, &runs);
+    write_runs_csv(&opt.out.join("runs.csv"), cases, allocs, &runs);
     write_report_csv(
         &opt.out.join("report.csv"),
-        &cases,
-        &allocs,
+        cases,
+        allocs,
         &runs,
         &medians,
         opt.settle_ms,
     );
-    print_table(opt, &cases, &allocs, &medians);
-    print_targets(&cases, &allocs, &medians);
-    print_policy_wins(&cases, &allocs, &medians);
+    print_table(opt, cases, allocs, &medians);
+    print_targets(cases, allocs, &medians);
+    print_policy_wins(cases, allocs, &medians);
     let panels: Vec<charts::Panel> = cases
         .iter()
         .enumerate()
