@@ -84,7 +84,7 @@ impl Slot {
             .is_ok()
     }
 
-    /// Reads the range of a slot this thread holds BUSY.
+    /// Reads the range of a slot (exact for a slot this thread holds BUSY).
     fn read(&self) -> Range {
         let meta = self.meta.load(Ordering::Relaxed);
         Range {
@@ -176,29 +176,6 @@ impl Cache {
         Err(r)
     }
 
-    /// Takes the smallest cached range, if any (to make room in the slots at the least cost).
-    pub(crate) fn take_smallest(&self) -> Option<Range> {
-        loop {
-            let mut best: Option<(usize, usize)> = None;
-            for (i, slot) in self.slots.iter().enumerate() {
-                if slot.state.load(Ordering::Acquire) != FULL {
-                    continue;
-                }
-                let l = slot.len.load(Ordering::Relaxed);
-                if best.is_none_or(|(_, b)| l < b) {
-                    best = Some((i, l));
-                }
-            }
-            let (i, _) = best?;
-            let slot = &self.slots[i];
-            if slot.claim(FULL) {
-                let r = slot.read();
-                slot.vacate();
-                return Some(r);
-            }
-        }
-    }
-
     /// Takes the best-fitting range that can hold `need` bytes at `align`, and the leftovers on
     /// either side of the block carved from it (`None` where there is none; the caller puts them
     /// back or releases them). Best fit is the smallest range that fits, which keeps big ranges
@@ -253,37 +230,6 @@ impl Cache {
                 head,
                 tail,
             ));
-        }
-    }
-
-    /// Takes the largest cached range shorter than `len`, if it is at least `min` long.
-    pub(crate) fn take_largest_below(&self, len: usize, min: usize) -> Option<Range> {
-        loop {
-            let mut best: Option<(usize, usize)> = None;
-            for (i, slot) in self.slots.iter().enumerate() {
-                if slot.state.load(Ordering::Acquire) != FULL {
-                    continue;
-                }
-                let l = slot.len.load(Ordering::Relaxed);
-                if l < len && best.is_none_or(|(_, b)| l > b) {
-                    best = Some((i, l));
-                }
-            }
-            let (i, l) = best?;
-            if l < min {
-                return None;
-            }
-            let slot = &self.slots[i];
-            if !slot.claim(FULL) {
-                continue;
-            }
-            let r = slot.read();
-            if r.len >= len || r.len < min {
-                slot.publish(r);
-                continue;
-            }
-            slot.vacate();
-            return Some(r);
         }
     }
 
@@ -343,27 +289,49 @@ impl Cache {
         n
     }
 
-    /// Takes the range freed longest ago, if any.
-    pub(crate) fn take_oldest(&self) -> Option<Range> {
+    /// Takes the cached range with the lowest `rank`, skipping those ranked `None`.
+    fn take_min(&self, rank: impl Fn(&Range) -> Option<u64>) -> Option<Range> {
         loop {
             let mut best: Option<(usize, u64)> = None;
             for (i, slot) in self.slots.iter().enumerate() {
                 if slot.state.load(Ordering::Acquire) != FULL {
                     continue;
                 }
-                let since = slot.meta.load(Ordering::Relaxed) >> 2;
-                if best.is_none_or(|(_, b)| since < b) {
-                    best = Some((i, since));
+                // An unclaimed read may mix two publications; the claim below re-checks.
+                if let Some(k) = rank(&slot.read()) {
+                    if best.is_none_or(|(_, b)| k < b) {
+                        best = Some((i, k));
+                    }
                 }
             }
             let (i, _) = best?;
             let slot = &self.slots[i];
-            if slot.claim(FULL) {
-                let r = slot.read();
-                slot.vacate();
-                return Some(r);
+            if !slot.claim(FULL) {
+                continue;
             }
+            let r = slot.read();
+            if rank(&r).is_none() {
+                slot.publish(r); // replaced by another range since the scan
+                continue;
+            }
+            slot.vacate();
+            return Some(r);
         }
+    }
+
+    /// Takes the range freed longest ago, if any.
+    pub(crate) fn take_oldest(&self) -> Option<Range> {
+        self.take_min(|r| Some(r.since_ms))
+    }
+
+    /// Takes the smallest cached range, if any (to make room in the slots at the least cost).
+    pub(crate) fn take_smallest(&self) -> Option<Range> {
+        self.take_min(|r| Some(r.len as u64))
+    }
+
+    /// Takes the largest cached range shorter than `len`, if it is at least `min` long.
+    pub(crate) fn take_largest_below(&self, len: usize, min: usize) -> Option<Range> {
+        self.take_min(|r| (r.len < len && r.len >= min).then(|| u64::MAX - r.len as u64))
     }
 
     /// Whether any slot holds a range.
