@@ -32,6 +32,25 @@ fn color_of(name: &str, default: &str) -> RGBColor {
     }
 }
 
+/// The value printed at the end of each of `n` bars (the first one on the top row).
+fn value_labels(
+    values: &[f64],
+    n: u32,
+) -> impl Iterator<Item = Text<'static, (f64, SegmentValue<u32>), String>> + '_ {
+    values.iter().enumerate().map(move |(i, &v)| {
+        let label = if v >= 100.0 {
+            format!("{v:.0}")
+        } else {
+            format!("{v:.1}")
+        };
+        Text::new(
+            label,
+            (v, SegmentValue::CenterOf(n - 1 - i as u32)),
+            ("sans-serif", 11).into_font(),
+        )
+    })
+}
+
 /// Horizontal bars, one per allocator; `labels` says whether to print the allocator names.
 fn bars(
     area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
@@ -84,19 +103,7 @@ fn bars(
             r
         }))?;
     }
-    let (values, _) = &series[0];
-    chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-        let label = if v >= 100.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.1}")
-        };
-        Text::new(
-            label,
-            (v, SegmentValue::CenterOf(n - 1 - i as u32)),
-            ("sans-serif", 11),
-        )
-    }))?;
+    chart.draw_series(value_labels(&series[0].0, n))?;
     Ok(())
 }
 
@@ -182,18 +189,7 @@ fn bars_colored(
         r.set_margin(2, 2, 0, 0);
         r
     }))?;
-    chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
-        let label = if v >= 100.0 {
-            format!("{v:.0}")
-        } else {
-            format!("{v:.1}")
-        };
-        Text::new(
-            label,
-            (v, SegmentValue::CenterOf(n - 1 - i as u32)),
-            ("sans-serif", 11),
-        )
-    }))?;
+    chart.draw_series(value_labels(values, n))?;
     Ok(())
 }
 
