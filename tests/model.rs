@@ -91,13 +91,7 @@ fn run(release: Release, prefetch: Prefetch, ops: &[Op]) -> Result<(), TestCaseE
                     let align = 1usize << align_pow;
                     let l = Layout::from_size_align(size, align).unwrap();
                     // SAFETY: size >= 1.
-                    let ptr = unsafe {
-                        if zeroed {
-                            a.alloc_zeroed(l)
-                        } else {
-                            a.alloc(l)
-                        }
-                    };
+                    let ptr = unsafe { alloc_maybe_zeroed(&a, l, zeroed) };
                     prop_assert!(!ptr.is_null(), "op {n} {op:?}: null");
                     prop_assert_eq!(ptr as usize % align, 0, "op {} {:?}: misaligned", n, op);
                     // SAFETY: fresh block of size bytes.

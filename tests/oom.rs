@@ -31,16 +31,22 @@ fn vm_size() -> u64 {
     kb * 1024
 }
 
-fn child_main() {
+/// The common start of both children: names the configuration in force, uses the allocator once
+/// before the limit (env parse, background thread), then lowers `RLIMIT_AS`.
+fn limited_child() -> String {
     let c = GLOBAL.config();
     let what = format!(
         "release={} prefetch={}",
         c.get_release().name(),
         c.get_prefetch().name()
     );
-    // Warm up: the allocator's first use (env parse, background thread) before the limit.
     drop(vec![1u8; 4 * MIB]);
     limit_address_space(&what);
+    what
+}
+
+fn child_main() {
+    let what = limited_child();
 
     // 1. Plain and zeroed large allocations beyond the limit return null.
     for align in [8usize, 4096, 2 * MIB] {
@@ -134,14 +140,7 @@ fn limit_address_space(what: &str) {
 /// ask for 300 MiB with 512 MiB of headroom. Fits if the cache is reused or released (and the
 /// mmap retried) when the kernel says ENOMEM.
 fn cache_child_main() {
-    let c = GLOBAL.config();
-    let what = format!(
-        "release={} prefetch={}",
-        c.get_release().name(),
-        c.get_prefetch().name()
-    );
-    drop(vec![1u8; 4 * MIB]);
-    limit_address_space(&what);
+    let what = limited_child();
     let bl = Layout::from_size_align(96 * MIB, 4096).unwrap();
     let big = Layout::from_size_align(300 * MIB, 4096).unwrap();
     // SAFETY: sizes are non-zero; each block is freed with its layout.

@@ -88,13 +88,7 @@ fn worker(a: &PageAlloc, seed: u64, thread: u64, stop: &AtomicBool, what: &str) 
                 let zeroed = rng.chance(30);
                 let l = Layout::from_size_align(size, align).unwrap();
                 // SAFETY: size > 0.
-                let ptr = unsafe {
-                    if zeroed {
-                        a.alloc_zeroed(l)
-                    } else {
-                        a.alloc(l)
-                    }
-                };
+                let ptr = unsafe { alloc_maybe_zeroed(a, l, zeroed) };
                 assert!(!ptr.is_null(), "{what}: alloc({l:?}) returned null");
                 assert_eq!(
                     ptr as usize % align,

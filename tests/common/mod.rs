@@ -460,3 +460,22 @@ pub fn thp_mode() -> Option<String> {
 pub fn mib(b: u64) -> f64 {
     b as f64 / MIB as f64
 }
+
+/// `alloc_zeroed` or `alloc`, as `zeroed` says.
+///
+/// # Safety
+/// As for `GlobalAlloc::alloc`: `layout` has a non-zero size.
+pub unsafe fn alloc_maybe_zeroed<A: std::alloc::GlobalAlloc>(
+    a: &A,
+    layout: std::alloc::Layout,
+    zeroed: bool,
+) -> *mut u8 {
+    // SAFETY: the caller guarantees a non-zero size.
+    unsafe {
+        if zeroed {
+            a.alloc_zeroed(layout)
+        } else {
+            a.alloc(layout)
+        }
+    }
+}
