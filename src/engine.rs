@@ -254,10 +254,7 @@ impl Engine {
                 }
                 Err(_) => {
                     self.count_cached(&r);
-                    if let Err(r) = self.cache.insert(r) {
-                        self.uncount_cached(&r);
-                        self.unmap_range(&r);
-                    }
+                    self.put_back(r);
                 }
             }
         }
@@ -282,12 +279,18 @@ impl Engine {
         let (r, head, tail) = self.cache.take(len, align)?;
         self.uncount_cached(&r);
         for rest in [head, tail].into_iter().flatten() {
-            if let Err(rest) = self.cache.insert(rest) {
-                self.uncount_cached(&rest);
-                self.unmap_range(&rest);
-            }
+            self.put_back(rest);
         }
         Some(r)
+    }
+
+    /// Puts a range that is still counted as cached back in the cache, or unmaps it if no slot
+    /// can take it.
+    fn put_back(&self, rest: Range) {
+        if let Err(rest) = self.cache.insert(rest) {
+            self.uncount_cached(&rest);
+            self.unmap_range(&rest);
+        }
     }
 
     /// A fresh private anonymous mapping of `len` bytes at `align`, set up for `prefetch`.
@@ -418,17 +421,11 @@ impl Engine {
                 Some(small) if small.len < r.len => {
                     self.uncount_cached(&small);
                     self.unmap_range(&small);
-                    if let Err(r) = self.cache.insert(r) {
-                        self.uncount_cached(&r);
-                        self.unmap_range(&r);
-                    }
+                    self.put_back(r);
                 }
                 other => {
                     if let Some(small) = other {
-                        if let Err(small) = self.cache.insert(small) {
-                            self.uncount_cached(&small);
-                            self.unmap_range(&small);
-                        }
+                        self.put_back(small);
                     }
                     self.uncount_cached(&r);
                     self.unmap_range(&r);
@@ -548,7 +545,10 @@ impl Engine {
         }
         let extra = new_len - old_len;
         // Grow into the cached range right after the block: no syscall, no copy.
-        if let Some(pages) = self.cache.take_at(addr + old_len, extra) {
+        if let Some((pages, rest)) = self.cache.take_at(addr + old_len, extra) {
+            if let Some(rest) = rest {
+                self.put_back(rest);
+            }
             self.uncount_cached(&Range {
                 addr: addr + old_len,
                 len: extra,
