@@ -13,8 +13,8 @@
 //! timed rounds show the allocator's steady state, as a long-running program sees it; the
 //! warm-up's time per round is printed as `cold_round_ns`, the cost a fresh process pays once.
 //! Time and faults cover the timed work only; the peak RSS is `ru_maxrss` of this fresh process
-//! (warm-up included). With `--bound` the work runs on buffers allocated and faulted in before the
-//! clock starts (the warm-up runs on them too).
+//! (warm-up included). With `--bound` the work runs on buffers allocated and faulted in (on huge
+//! pages where THP allows) before the clock starts (the warm-up runs on them too).
 
 use crate::workloads::{self, Workload};
 use std::io::Write;
@@ -37,6 +37,19 @@ pub fn rollup_kib(rollup: &str, key: &str) -> u64 {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `madvise(MADV_HUGEPAGE)` on the 2 MiB-aligned part of `addr..addr+len` (a buffer not yet
+/// touched), so that THP in `madvise` mode backs it with huge pages.
+fn advise_huge(addr: usize, len: usize) {
+    const HUGE: usize = 2 << 20;
+    let start = (addr + HUGE - 1) & !(HUGE - 1);
+    let end = (addr + len) & !(HUGE - 1);
+    if end > start {
+        // SAFETY: start..end lies inside the caller's live allocation; MADV_HUGEPAGE only
+        // changes how its pages fault in, never their contents.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+    }
 }
 
 fn usage(msg: &str) -> ! {
@@ -73,14 +86,21 @@ pub fn run(allocator: &str) {
     }
     let label = if bound { "bound" } else { allocator };
 
-    // Set-up outside the clock: the bound's retained buffers, already faulted in.
+    // Set-up outside the clock: the bound's retained buffers, already faulted in, on huge pages
+    // where the kernel gives them (the best case any allocator can reach, not glibc's 4 KiB).
     let mut buf = if bound && workload == Workload::Zeroed {
-        vec![1u8; size]
+        let mut b = Vec::with_capacity(size);
+        advise_huge(b.as_ptr() as usize, size);
+        b.resize(size, 1u8);
+        b
     } else {
         Vec::new()
     };
     let mut vec = if bound && workload == Workload::VecPush {
-        workloads::prefaulted_vec(size)
+        let mut v = Vec::with_capacity(size / 8);
+        advise_huge(v.as_ptr() as usize, size);
+        v.resize(size / 8, 1u64);
+        v
     } else {
         Vec::new()
     };

@@ -158,13 +158,6 @@ pub fn vec_push_bound(v: &mut Vec<u64>, bytes: usize) -> u64 {
     black_box(&*v).last().copied().unwrap_or(0)
 }
 
-/// A pre-faulted vector for [`vec_push_bound`].
-pub fn prefaulted_vec(bytes: usize) -> Vec<u64> {
-    let mut v = Vec::with_capacity(bytes / 8);
-    v.resize(bytes / 8, 1);
-    v
-}
-
 /// A `HashMap<u64, u64>` with `entries` entries built by `insert`, then dropped.
 pub fn hashmap(entries: usize) -> u64 {
     let mut map = HashMap::new();
