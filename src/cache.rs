@@ -485,6 +485,12 @@ impl Cache {
         self.take_min(|r| Some(r.since_ms))
     }
 
+    /// Takes the range freed longest ago among those whose pages are still resident (retained or
+    /// lazily freed) and that were freed at or before `freed_by` (ms), if any.
+    pub(crate) fn take_oldest_resident(&self, freed_by: u64) -> Option<Range> {
+        self.take_min(|r| (r.pages != Pages::Zero && r.since_ms <= freed_by).then_some(r.since_ms))
+    }
+
     /// Takes the smallest cached range, if any (to make room in the slots at the least cost).
     pub(crate) fn take_smallest(&self) -> Option<Range> {
         self.take_min(|r| Some(r.len as u64))

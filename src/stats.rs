@@ -109,6 +109,9 @@ counters! {
     pressure_releases,
     /// Cached ranges released by `purge()` or `reconfigure()`.
     purge_releases,
+    /// Cached ranges released because a miss was about to fault in fresh pages: the kernel hands
+    /// their pages to the new mapping, so the process does not hold both.
+    recycle_releases,
     /// 1 while the pressure signal is above its threshold, else 0.
     pressure_on,
 }

@@ -1,7 +1,8 @@
 //! The engine's less obvious paths, each checked through the public API: mappings named in
 //! /proc/self/maps, a miss served by growing a smaller cached range (and zeroed despite its dirty
 //! head), freed neighbours serving a bigger request together, growth in place into the cached
-//! ranges that follow a block, and a doubling table finding its layout again in the cache.
+//! ranges that follow a block, a doubling table finding its layout again in the cache, and a miss
+//! recycling ranges that sat idle.
 
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -259,5 +260,37 @@ fn a_doubling_table_replays_its_layout_from_the_cache() {
             );
         }
         a.purge();
+    }
+}
+
+/// A miss that maps fresh pages first gives back cached ranges idle for 100 ms or more (their
+/// pages go to the new block instead of the process holding both), and leaves recently freed
+/// ones alone.
+#[test]
+fn a_miss_recycles_ranges_idle_long_enough_and_keeps_recent_ones() {
+    let a = retain(Prefetch::None);
+    let small = layout(4 * MIB);
+    let big = layout(16 * MIB);
+    // SAFETY: blocks are used within their sizes and freed with their layouts.
+    unsafe {
+        let p = a.alloc(small);
+        a.dealloc(p, small);
+        // Freed just now: a miss keeps it (too small to grow: under half the request).
+        let q = a.alloc(big);
+        let s = a.stats();
+        assert_eq!(
+            (s.recycle_releases, s.cached_bytes),
+            (0, 4 * MIB as u64),
+            "{s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        // Idle for 150 ms: a miss for 32 MiB (nothing cached fits or is worth growing) gives
+        // it back.
+        let huge = layout(32 * MIB);
+        let r = a.alloc(huge);
+        let s = a.stats();
+        assert_eq!((s.recycle_releases, s.cached_bytes), (1, 0), "{s}");
+        a.dealloc(r, huge);
+        a.dealloc(q, big);
     }
 }
