@@ -64,15 +64,6 @@ pub(crate) struct Range {
     pub(crate) since_ms: u64,
 }
 
-impl Range {
-    const EMPTY: Range = Range {
-        addr: 0,
-        len: 0,
-        pages: Pages::Zero,
-        since_ms: 0,
-    };
-}
-
 struct Slot {
     state: AtomicU8,
     addr: AtomicUsize,
@@ -114,6 +105,11 @@ impl Slot {
         self.len.store(r.len, Ordering::Relaxed);
         self.meta
             .store(r.since_ms << 2 | r.pages.to_u64(), Ordering::Relaxed);
+        self.state.store(FULL, Ordering::Release);
+    }
+
+    /// Hands back a slot this thread claimed from FULL and did not change.
+    fn unclaim(&self) {
         self.state.store(FULL, Ordering::Release);
     }
 
@@ -309,79 +305,108 @@ impl Cache {
 
     /// Takes the shortest run of adjacent cached ranges in the same page state (one range is a
     /// run too; the run starting at `from` only, if given) for which `fits(start, total_len)`
-    /// holds, merged into one range. `None` if there is none, or if another thread claimed one
-    /// of its slots meanwhile.
+    /// holds, merged into one range. `None` if there is none (or if other threads kept claiming
+    /// its slots through a few attempts).
     fn take_run(&self, from: Option<usize>, fits: impl Fn(usize, usize) -> bool) -> Option<Range> {
-        // A snapshot sorted by address; unclaimed reads may be stale, claims re-check.
-        let mut snap = [(0usize, Range::EMPTY); SLOTS];
-        let mut n = 0;
-        for (i, slot) in self.slots.iter().enumerate() {
-            if slot.state.load(Ordering::Acquire) != FULL {
-                continue;
-            }
-            let r = slot.read();
-            let mut k = n;
-            while k > 0 && snap[k - 1].1.addr > r.addr {
-                snap[k] = snap[k - 1];
-                k -= 1;
-            }
-            snap[k] = (i, r);
-            n += 1;
+        /// What a scan saw of one FULL slot (no timestamp: 24 bytes, so the snapshot stays at
+        /// 1.5 KiB of stack on the allocation path).
+        #[derive(Clone, Copy)]
+        struct Seen {
+            addr: usize,
+            len: usize,
+            pages: Pages,
+            slot: u8,
         }
-        let snap = &mut snap[..n];
-        let mut best: Option<(usize, usize, usize)> = None; // (first, last, total)
-        for i in 0..n {
-            let first = snap[i].1;
-            if from.is_some_and(|a| a != first.addr) {
-                continue;
-            }
-            let (mut j, mut total) = (i, first.len);
-            loop {
-                if fits(first.addr, total) {
-                    if best.is_none_or(|(_, _, b)| total < b) {
-                        best = Some((i, j, total));
-                    }
-                    break;
+        const NONE: Seen = Seen {
+            addr: 0,
+            len: 0,
+            pages: Pages::Zero,
+            slot: 0,
+        };
+        // A slot claimed between our scan and our claim (decay, another thread's take) makes an
+        // attempt fail; a few more scans almost always get through.
+        for _ in 0..4 {
+            // A snapshot sorted by address; unclaimed reads may be stale, claims re-check.
+            let mut snap = [NONE; SLOTS];
+            let mut n = 0;
+            for (i, slot) in self.slots.iter().enumerate() {
+                if slot.state.load(Ordering::Acquire) != FULL {
+                    continue;
                 }
-                let Some(&(_, next)) = snap.get(j + 1) else {
-                    break;
+                let r = slot.read();
+                let mut k = n;
+                while k > 0 && snap[k - 1].addr > r.addr {
+                    snap[k] = snap[k - 1];
+                    k -= 1;
+                }
+                snap[k] = Seen {
+                    addr: r.addr,
+                    len: r.len,
+                    pages: r.pages,
+                    slot: i as u8,
                 };
-                let prev = snap[j].1;
-                if next.addr != prev.addr + prev.len || next.pages != first.pages {
+                n += 1;
+            }
+            let snap = &snap[..n];
+            let mut best: Option<(usize, usize, usize)> = None; // (first, last, total)
+            for (i, first) in snap.iter().enumerate() {
+                if from.is_some_and(|a| a != first.addr) {
+                    continue;
+                }
+                let (mut j, mut total) = (i, first.len);
+                loop {
+                    if fits(first.addr, total) {
+                        if best.is_none_or(|(_, _, b)| total < b) {
+                            best = Some((i, j, total));
+                        }
+                        break;
+                    }
+                    let Some(next) = snap.get(j + 1) else {
+                        break;
+                    };
+                    let prev = snap[j];
+                    if next.addr != prev.addr + prev.len || next.pages != first.pages {
+                        break;
+                    }
+                    j += 1;
+                    total += next.len;
+                }
+            }
+            let (first, last, total) = best?;
+            let run = &snap[first..=last];
+            let mut since_ms = 0;
+            let mut claimed = 0;
+            for seen in run {
+                let slot = &self.slots[seen.slot as usize];
+                if !slot.claim(FULL) {
                     break;
                 }
-                j += 1;
-                total += next.len;
-            }
-        }
-        let (first, last, total) = best?;
-        for k in first..=last {
-            let (i, seen) = snap[k];
-            let slot = &self.slots[i];
-            let ok = slot.claim(FULL);
-            let r = if ok { slot.read() } else { seen };
-            if !ok || (r.addr, r.len, r.pages) != (seen.addr, seen.len, seen.pages) {
-                if ok {
-                    slot.publish(r);
+                let r = slot.read();
+                if (r.addr, r.len, r.pages) != (seen.addr, seen.len, seen.pages) {
+                    slot.unclaim();
+                    break;
                 }
-                for &(i, r) in &snap[first..k] {
-                    self.slots[i].publish(r);
-                }
-                return None;
+                since_ms = since_ms.max(r.since_ms);
+                claimed += 1;
             }
-            snap[k].1 = r;
+            if claimed < run.len() {
+                // Give back what this attempt claimed, untouched, and scan again.
+                for seen in &run[..claimed] {
+                    self.slots[seen.slot as usize].unclaim();
+                }
+                continue;
+            }
+            for seen in run {
+                self.slots[seen.slot as usize].vacate();
+            }
+            return Some(Range {
+                addr: run[0].addr,
+                len: total,
+                pages: run[0].pages,
+                since_ms,
+            });
         }
-        let mut since_ms = 0;
-        for &(i, r) in &snap[first..=last] {
-            since_ms = since_ms.max(r.since_ms);
-            self.slots[i].vacate();
-        }
-        Some(Range {
-            addr: snap[first].1.addr,
-            len: total,
-            pages: snap[first].1.pages,
-            since_ms,
-        })
+        None
     }
 
     /// Takes the first `len` bytes of the cached range (or run of adjacent ranges) that starts

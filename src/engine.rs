@@ -325,7 +325,9 @@ impl Engine {
             };
             released += r.len;
             self.uncount_cached(&r);
-            self.unmap_range(&r);
+            if !self.unmap_range(&r) {
+                break; // back in the cache: taking it again would not help
+            }
             Counters::add(&c.recycle_releases, 1);
         }
     }
@@ -447,7 +449,9 @@ impl Engine {
             match self.cache.take_oldest() {
                 Some(old) => {
                     self.uncount_cached(&old);
-                    self.unmap_range(&old);
+                    if !self.unmap_range(&old) {
+                        break; // back in the cache: taking it again would not help
+                    }
                 }
                 None => break,
             }
@@ -505,8 +509,10 @@ impl Engine {
     /// Unmaps a range that belongs to no block and no cache slot. If the kernel refuses
     /// (unmapping part of a mapping needs a new VMA, so it can fail with ENOMEM at
     /// `vm.max_map_count`), the pages are dropped with `MADV_DONTNEED` instead and the range is
-    /// kept as zero pages, so RSS falls either way and nothing is forgotten.
-    fn unmap_range(&self, r: &Range) {
+    /// kept as zero pages, so RSS falls either way and nothing is forgotten. Returns false if the
+    /// range went back to the cache that way: a caller looping until the cache shrinks must stop
+    /// then, or it would take the same range again forever.
+    fn unmap_range(&self, r: &Range) -> bool {
         let c = &self.counters;
         Counters::add(&c.munmap_calls, 1);
         // SAFETY: ranges passed here belong to no block and to no cache slot any more.
@@ -514,7 +520,7 @@ impl Engine {
             if r.pages != Pages::Zero {
                 Counters::add(&c.released_bytes, r.len as u64);
             }
-            return;
+            return true;
         }
         let pages = if r.pages == Pages::Zero {
             Pages::Zero
@@ -523,10 +529,14 @@ impl Engine {
         };
         let kept = Range { pages, ..*r };
         self.count_cached(&kept);
-        if let Err(kept) = self.cache.insert(kept) {
-            // No slot either: the range stays mapped (its pages released if DONTNEED worked)
-            // and is given up, a leak of address space rather than of memory.
-            self.uncount_cached(&kept);
+        match self.cache.insert(kept) {
+            Ok(()) => false,
+            Err(kept) => {
+                // No slot either: the range stays mapped (its pages released if DONTNEED
+                // worked) and is given up, a leak of address space rather than of memory.
+                self.uncount_cached(&kept);
+                true
+            }
         }
     }
 
