@@ -23,10 +23,16 @@ use crate::{background, report};
 pub(crate) const POOL: usize = 65;
 
 /// How long a cached range must have sat idle before a miss may give its pages back to make
-/// room (see `Engine::recycle`): longer than a program cycling through sizes leaves a range
-/// unused (malloc_large reuses within a few ms; 50 and 100 ms both left it alone), shorter than
-/// the phases of one that has moved on (sort_merge's merges take 100+ ms each).
+/// room while the cache is serving well (see `Engine::recycle`): longer than a program cycling
+/// through sizes leaves a range unused (malloc_large reuses within a few ms; 50 and 100 ms both
+/// left it alone), shorter than the phases of one that has moved on (sort_merge's merges take
+/// 100+ ms each).
 const RECYCLE_IDLE_MS: u64 = 100;
+/// The cache is not serving when this many of the last [`RECYCLE_WINDOW`] large allocations
+/// missed: then a miss may recycle any resident range. Half of 8 was measured against 8 of 16
+/// (the same on malloc_large and mixed_threads, sort_merge's first round 1.7 instead of 1.4 s).
+const RECYCLE_MISSES: u32 = 4;
+const RECYCLE_WINDOW: u32 = 8;
 
 const FREE: u8 = 0;
 const CLAIMED: u8 = 1;
@@ -43,6 +49,8 @@ pub(crate) struct Engine {
     /// Code-given pressure file, or null for the environment's or the default.
     pressure_file: AtomicPtr<core::ffi::c_char>,
     last_maintenance_ms: AtomicU64,
+    /// The outcomes of the latest large allocations, newest in bit 0: 1 for a fresh mapping.
+    recent_misses: AtomicU32,
     pub(crate) counters: Counters,
     cache: Cache,
     pressure: Pressure,
@@ -73,6 +81,7 @@ impl Engine {
             pressure_threshold: AtomicU32::new(1000),
             pressure_file: AtomicPtr::new(ptr::null_mut()),
             last_maintenance_ms: AtomicU64::new(0),
+            recent_misses: AtomicU32::new(0),
             counters: Counters::new(),
             cache: Cache::new(),
             pressure: Pressure::new(),
@@ -93,6 +102,7 @@ impl Engine {
                 // the cache, which may still hold a range that was BUSY (in the background
                 // thread's hands) when the previous owner purged it.
                 e.counters.reset_activity();
+                e.recent_misses.store(0, Relaxed);
                 e.configure(config);
                 e.state.store(ACTIVE, Rel);
                 return i;
@@ -221,6 +231,7 @@ impl Engine {
                 .flatten()
         }) {
             Counters::add(&c.cache_hits, 1);
+            self.note_outcome(false);
             Counters::add(&c.large_allocs, 1);
             Counters::add(&c.live_bytes, len as u64);
             let p = r.addr as *mut u8;
@@ -249,6 +260,7 @@ impl Engine {
             match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, len, align) } {
                 Ok(p) => {
                     Counters::add(&c.grown_hits, 1);
+                    self.note_outcome(false);
                     Counters::add(&c.large_allocs, 1);
                     Counters::add(&c.live_bytes, len as u64);
                     if zeroed && r.pages != Pages::Zero {
@@ -265,6 +277,7 @@ impl Engine {
             }
         }
         Counters::add(&c.cache_misses, 1);
+        self.note_outcome(true);
         let mut p = self.fresh(len, align, prefetch);
         if p.is_null() && !self.cache.is_empty() {
             // The kernel refused (ENOMEM: out of memory, RLIMIT_AS, max_map_count; mmap fails
@@ -299,25 +312,34 @@ impl Engine {
         }
     }
 
-    /// About to map `len` fresh bytes that no cached range could serve: give back the resident
-    /// cached ranges that have sat idle for [`RECYCLE_IDLE_MS`], oldest first, up to `len`
-    /// bytes. The kernel hands those just-freed pages to the new mapping, so a program that has
-    /// moved on to bigger sizes moves memory from the cache to its new blocks instead of growing
-    /// by `len` while the cache sits on ranges of sizes it no longer asks for. Ranges freed more
-    /// recently are left alone: a program cycling through random sizes reuses them within a few
-    /// milliseconds, and releasing them turned its hits into misses (malloc_large: 250 releases,
-    /// 611 instead of 23 faults, +30% time when every idle range was fair game). A miss that
-    /// grows a cached range (`grow_by_moving`) does not recycle: measured, it only added releases.
+    /// About to map `len` fresh bytes that no cached range could serve: give back resident
+    /// cached ranges, oldest first, up to `len` bytes. The kernel hands those just-freed pages to
+    /// the new mapping, so a program that has moved on to other sizes moves memory from the cache
+    /// to its new blocks instead of growing by `len` while the cache sits on ranges it no longer
+    /// asks for.
+    ///
+    /// Which ranges may go depends on how well the cache is serving: while at least
+    /// [`RECYCLE_MISSES`] of the last [`RECYCLE_WINDOW`] large allocations missed, any resident
+    /// range may; otherwise only those idle for [`RECYCLE_IDLE_MS`]. A program cycling through
+    /// random sizes misses rarely and reuses what it freed within milliseconds: releasing those
+    /// ranges turned its hits into misses (malloc_large: 611 instead of 23 faults, +30% time,
+    /// when every range was fair game). A program whose sizes keep growing misses on most
+    /// allocations, and then nothing it cached will be asked for soon.
     ///
     /// Measured with `examples/sort_merge` (32 MiB runs merged into 64, 128 and 256 MiB outputs,
-    /// 3 rounds, this VM): peak RSS 738–802 MiB and 5.5–6.2 s without recycling, 642 MiB and
-    /// 4.3–4.7 s with it; `unmap`: 514 MiB and 4.7–4.9 s.
+    /// 3 rounds, this VM): without recycling, the first round held 640 MiB and took 2.3–3.0 s;
+    /// with the idle rule alone, the same; with both rules, 514 MiB (as `unmap`) and 1.4–2.0 s
+    /// (`unmap`: 1.5 s). A miss that grows a cached range (`grow_by_moving`) does not recycle:
+    /// measured, it only added releases.
     fn recycle(&self, len: usize) {
         let c = &self.counters;
         if c.cached_resident_bytes.load(Relaxed) + c.cached_lazy_bytes.load(Relaxed) == 0 {
             return;
         }
-        let freed_by = os::now_ms().saturating_sub(RECYCLE_IDLE_MS);
+        let window = (1u32 << RECYCLE_WINDOW) - 1;
+        let missing = (self.recent_misses.load(Relaxed) & window).count_ones() >= RECYCLE_MISSES;
+        let idle = if missing { 0 } else { RECYCLE_IDLE_MS };
+        let freed_by = os::now_ms().saturating_sub(idle);
         let mut released = 0;
         while released < len {
             let Some(r) = self.cache.take_oldest_resident(freed_by) else {
@@ -330,6 +352,14 @@ impl Engine {
             }
             Counters::add(&c.recycle_releases, 1);
         }
+    }
+
+    /// Records whether a large allocation missed the cache (for [`Engine::recycle`]).
+    /// Records whether a large allocation missed the cache (for [`Engine::recycle`]).
+    fn note_outcome(&self, miss: bool) {
+        let _ = self
+            .recent_misses
+            .fetch_update(Relaxed, Relaxed, |h| Some(h << 1 | miss as u32));
     }
 
     /// A fresh private anonymous mapping of `len` bytes at `align`, set up for `prefetch`.
