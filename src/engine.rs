@@ -30,7 +30,8 @@ pub(crate) const POOL: usize = 65;
 const RECYCLE_IDLE_MS: u64 = 100;
 /// The cache is not serving when this many of the last [`RECYCLE_WINDOW`] large allocations
 /// missed: then a miss may recycle any resident range. Half of 8 was measured against 8 of 16
-/// (the same on malloc_large and mixed_threads, sort_merge's first round 1.7 instead of 1.4 s).
+/// (single runs: the same on malloc_large and mixed_threads, sort_merge's first round 1.4 s
+/// instead of 1.7 s).
 const RECYCLE_MISSES: u32 = 4;
 const RECYCLE_WINDOW: u32 = 8;
 
@@ -354,7 +355,6 @@ impl Engine {
         }
     }
 
-    /// Records whether a large allocation missed the cache (for [`Engine::recycle`]).
     /// Records whether a large allocation missed the cache (for [`Engine::recycle`]).
     fn note_outcome(&self, miss: bool) {
         let _ = self
