@@ -11,7 +11,6 @@
 use divan::counter::BytesCount;
 use divan::Bencher;
 
-const PAGE: usize = 4096;
 const MIB: usize = 1 << 20;
 
 /// 1 MiB … 1 GiB, doubling.
@@ -39,67 +38,31 @@ fn main() {
         .main();
 }
 
-/// A private anonymous mapping, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
+#[path = "../examples/common/mapping.rs"]
+mod mapping;
+use mapping::Mapping;
+
+/// A fresh mapping with `advice` applied (0 = none).
+fn mapped(len: usize, advice: libc::c_int) -> Mapping {
+    let m = Mapping::new(len);
+    if advice != 0 {
+        advise(&m, advice);
+    }
+    m
 }
 
-impl Mapping {
-    /// Maps `len` bytes and applies `advice` (0 = none).
-    fn new(len: usize, advice: libc::c_int) -> Mapping {
-        // SAFETY: a null hint with MAP_PRIVATE|MAP_ANONYMOUS creates a new mapping and touches
-        // no existing one; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap failed");
-        let m = Mapping {
-            ptr: ptr.cast(),
-            len,
-        };
-        if advice != 0 {
-            m.advise(advice);
-        }
-        m
-    }
-
-    fn advise(&self, advice: libc::c_int) {
-        // SAFETY: the range is exactly our own live mapping; the advice changes how its pages
-        // are backed, never which addresses are valid.
-        let rc = unsafe { libc::madvise(self.ptr.cast(), self.len, advice) };
-        assert_eq!(rc, 0, "madvise({advice}) failed");
-    }
-
-    /// Writes one byte per page, as the seed's loop does.
-    fn touch(&self) {
-        for off in (0..self.len).step_by(PAGE) {
-            // SAFETY: `off < len`, inside our read-write mapping.
-            unsafe { self.ptr.add(off).write_volatile(42) };
-        }
-    }
-
-    /// A mapping already touched and then released with `release`.
-    fn released(len: usize, advice: libc::c_int, release: libc::c_int) -> Mapping {
-        let m = Mapping::new(len, advice);
-        m.touch();
-        m.advise(release);
-        m
-    }
+/// `madvise` over the whole mapping; panics if the kernel refuses.
+fn advise(m: &Mapping, advice: libc::c_int) {
+    m.advise(advice)
+        .unwrap_or_else(|e| panic!("madvise({advice}) failed: {e}"));
 }
 
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`, which nothing else refers to.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
+/// A mapping already touched and then released with `release`.
+fn released(len: usize, advice: libc::c_int, release: libc::c_int) -> Mapping {
+    let m = mapped(len, advice);
+    m.touch(42);
+    advise(&m, release);
+    m
 }
 
 /// Table A: touch a fresh mapping.
@@ -110,9 +73,9 @@ mod touch {
     fn faults_4k(bencher: Bencher, len: usize) {
         bencher
             .counter(BytesCount::new(len))
-            .with_inputs(|| Mapping::new(len, libc::MADV_NOHUGEPAGE))
+            .with_inputs(|| mapped(len, libc::MADV_NOHUGEPAGE))
             .bench_local_values(|m| {
-                m.touch();
+                m.touch(42);
                 m
             });
     }
@@ -121,9 +84,9 @@ mod touch {
     fn hugepage(bencher: Bencher, len: usize) {
         bencher
             .counter(BytesCount::new(len))
-            .with_inputs(|| Mapping::new(len, libc::MADV_HUGEPAGE))
+            .with_inputs(|| mapped(len, libc::MADV_HUGEPAGE))
             .bench_local_values(|m| {
-                m.touch();
+                m.touch(42);
                 m
             });
     }
@@ -133,10 +96,10 @@ mod touch {
     fn populate_write(bencher: Bencher, len: usize) {
         bencher
             .counter(BytesCount::new(len))
-            .with_inputs(|| Mapping::new(len, libc::MADV_NOHUGEPAGE))
+            .with_inputs(|| mapped(len, libc::MADV_NOHUGEPAGE))
             .bench_local_values(|m| {
-                m.advise(libc::MADV_POPULATE_WRITE);
-                m.touch();
+                advise(&m, libc::MADV_POPULATE_WRITE);
+                m.touch(42);
                 m
             });
     }
@@ -150,12 +113,12 @@ mod release {
         bencher
             .counter(BytesCount::new(len))
             .with_inputs(|| {
-                let m = Mapping::new(len, advice);
-                m.touch();
+                let m = mapped(len, advice);
+                m.touch(42);
                 m
             })
             .bench_local_values(|m| {
-                m.advise(release);
+                advise(&m, release);
                 m
             });
     }
@@ -188,9 +151,9 @@ mod reuse {
     fn bench(bencher: Bencher, len: usize, advice: libc::c_int, release: libc::c_int) {
         bencher
             .counter(BytesCount::new(len))
-            .with_inputs(|| Mapping::released(len, advice, release))
+            .with_inputs(|| released(len, advice, release))
             .bench_local_values(|m| {
-                m.touch();
+                m.touch(42);
                 m
             });
     }

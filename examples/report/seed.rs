@@ -9,7 +9,6 @@
 
 use std::time::Instant;
 
-const PAGE: usize = 4096;
 const MIB: usize = 1 << 20;
 
 /// One row of `seed.csv`.
@@ -26,54 +25,9 @@ pub struct SeedRow {
     pub reps: usize,
 }
 
-/// A private anonymous mapping, unmapped on drop.
-struct Mapping {
-    ptr: *mut u8,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(len: usize) -> Mapping {
-        // SAFETY: a null hint with MAP_PRIVATE|MAP_ANONYMOUS creates a new mapping and touches
-        // no existing one; the result is checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED, "mmap of {len} bytes failed");
-        Mapping {
-            ptr: ptr.cast(),
-            len,
-        }
-    }
-
-    fn advise(&self, advice: libc::c_int) -> bool {
-        // SAFETY: the range is exactly our own live mapping; these advices change only how
-        // its pages are backed, never which addresses are valid.
-        unsafe { libc::madvise(self.ptr.cast(), self.len, advice) == 0 }
-    }
-
-    /// Writes one byte per page, as the seed's loop does.
-    fn touch(&self) {
-        for off in (0..self.len).step_by(PAGE) {
-            // SAFETY: `off < len`, inside our read-write mapping.
-            unsafe { self.ptr.add(off).write_volatile(42) };
-        }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping created in `new`, which nothing else refers to.
-        unsafe { libc::munmap(self.ptr.cast(), self.len) };
-    }
-}
+#[path = "../common/mapping.rs"]
+mod mapping;
+use mapping::Mapping;
 
 fn minflt() -> u64 {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
@@ -138,11 +92,11 @@ pub fn run(quick: bool) -> Vec<SeedRow> {
                 let mut kept = Vec::new();
                 for _ in 0..reps {
                     let m = Mapping::new(len);
-                    m.advise(advice);
-                    fresh.push(timed(|| m.touch()));
-                    released.push(timed(|| assert!(m.advise(release), "madvise failed")));
-                    reuse.push(timed(|| m.touch()));
-                    m.advise(release);
+                    let _ = m.advise(advice);
+                    fresh.push(timed(|| m.touch(42)));
+                    released.push(timed(|| m.advise(release).expect("madvise failed")));
+                    reuse.push(timed(|| m.touch(42)));
+                    let _ = m.advise(release);
                     kept.push(m);
                     if kept.len() * len >= cap {
                         kept.clear();
@@ -164,10 +118,10 @@ pub fn run(quick: bool) -> Vec<SeedRow> {
             let mut samples = Vec::new();
             for _ in 0..reps {
                 let m = Mapping::new(len);
-                m.advise(advice);
+                let _ = m.advise(advice);
                 samples.push(timed(|| {
-                    m.advise(libc::MADV_POPULATE_WRITE);
-                    m.touch();
+                    let _ = m.advise(libc::MADV_POPULATE_WRITE);
+                    m.touch(42);
                 }));
             }
             push("A", name.to_string(), &mut samples);
