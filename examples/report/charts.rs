@@ -51,12 +51,13 @@ fn value_labels(
     })
 }
 
-/// Horizontal bars, one per allocator; `labels` says whether to print the allocator names.
+/// Horizontal bars, one per allocator and series (each value with its own colour), the series
+/// stacked within a row; `labels` says whether to print the allocator names.
 fn bars(
     area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
     title: &str,
     names: &[&str],
-    series: &[(Vec<f64>, RGBAColor)],
+    series: &[(Vec<f64>, Vec<RGBAColor>)],
     labels: bool,
     unit: &str,
 ) -> Result<(), Box<dyn Error>> {
@@ -86,16 +87,16 @@ fn bars(
         .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()?;
     let k = series.len() as u32;
-    for (j, (values, color)) in series.iter().enumerate() {
-        chart.draw_series(values.iter().enumerate().map(|(i, &v)| {
+    for (j, (values, colors)) in series.iter().enumerate() {
+        chart.draw_series(values.iter().enumerate().map(|(idx, &v)| {
             // Row 0 is at the bottom: the first allocator goes on top, as in the labels.
-            let i = n - 1 - i as u32;
+            let i = n - 1 - idx as u32;
             let mut r = Rectangle::new(
                 [
                     (0.0, SegmentValue::Exact(i)),
                     (v, SegmentValue::Exact(i + 1)),
                 ],
-                color.filled(),
+                colors[idx].filled(),
             );
             // Stack the series' bars within one row: 16 px per row split between them.
             let (top, bottom) = (2 + 14 * j as u32 / k, 2 + 14 * (k - 1 - j as u32) / k);
@@ -130,66 +131,23 @@ pub fn report_svg(
             .map(|b| color_of(&b.name, default).to_rgba())
             .collect();
         let title = format!("{}: median time, ms (red = pagewise default)", panel.title);
-        bars_colored(&left, &title, &names, &times, &colors)?;
+        bars(&left, &title, &names, &[(times, colors)], true, "ms")?;
         let peak: Vec<f64> = panel.bars.iter().map(|b| b.peak_mib).collect();
         let after: Vec<f64> = panel.bars.iter().map(|b| b.after_mib).collect();
+        let rows = names.len();
         bars(
             &right,
             "peak RSS (light) / RSS 1.5 s after (dark), MiB",
             &names,
             &[
-                (peak, RGBColor(150, 190, 230).to_rgba()),
-                (after, RGBColor(20, 60, 130).to_rgba()),
+                (peak, vec![RGBColor(150, 190, 230).to_rgba(); rows]),
+                (after, vec![RGBColor(20, 60, 130).to_rgba(); rows]),
             ],
             false,
             "MiB",
         )?;
     }
     root.present()?;
-    Ok(())
-}
-
-/// Like [`bars`] with a single series and one colour per row.
-fn bars_colored(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    title: &str,
-    names: &[&str],
-    values: &[f64],
-    colors: &[RGBAColor],
-) -> Result<(), Box<dyn Error>> {
-    let n = names.len() as u32;
-    let max = values.iter().copied().fold(0.0, f64::max).max(1e-3);
-    let mut chart = ChartBuilder::on(area)
-        .caption(title, ("sans-serif", 15))
-        .margin(6)
-        .x_label_area_size(30)
-        .y_label_area_size(235)
-        .build_cartesian_2d(0.0..max * 1.18, (0..n).into_segmented())?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n as usize)
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get((n - 1 - i) as usize).unwrap_or(&"").to_string(),
-            _ => String::new(),
-        })
-        .x_desc("ms")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .draw()?;
-    chart.draw_series(values.iter().enumerate().map(|(idx, &v)| {
-        // Row 0 is at the bottom: the first allocator goes on top, as in the labels.
-        let i = n - 1 - idx as u32;
-        let mut r = Rectangle::new(
-            [
-                (0.0, SegmentValue::Exact(i)),
-                (v, SegmentValue::Exact(i + 1)),
-            ],
-            colors[idx].filled(),
-        );
-        r.set_margin(2, 2, 0, 0);
-        r
-    }))?;
-    chart.draw_series(value_labels(values, n))?;
     Ok(())
 }
 
