@@ -45,9 +45,19 @@ pub(crate) fn ensure_started() {
     {
         return;
     }
-    // SAFETY: attr is initialised by pthread_attr_init before use and destroyed after; the thread
-    // entry point is an `extern "C"` fn that never unwinds and takes no argument.
+    // The new thread inherits the creating thread's signal mask: block every signal around the
+    // create, so that it starts with all of them blocked. Blocking them only inside `run` would
+    // leave a window in which a process-directed signal could run the program's handler on the
+    // helper's 64 KiB stack (issue #10).
+    // SAFETY: attr is initialised by pthread_attr_init before use and destroyed after; the sets
+    // are valid sigset_t values (filled by sigfillset, or written by pthread_sigmask before the
+    // restore reads them); the thread entry point is an `extern "C"` fn that never unwinds and
+    // takes no argument.
     let ok = unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut saved: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let masked = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved) == 0;
         let mut attr: libc::pthread_attr_t = core::mem::zeroed();
         libc::pthread_attr_init(&mut attr);
         libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
@@ -55,6 +65,9 @@ pub(crate) fn ensure_started() {
         let mut tid: libc::pthread_t = 0;
         let rc = libc::pthread_create(&mut tid, &attr, run, ptr::null_mut());
         libc::pthread_attr_destroy(&mut attr);
+        if masked {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &saved, ptr::null_mut());
+        }
         rc == 0
     };
     STATE.store(if ok { RUNNING } else { FAILED }, Ordering::Release);
@@ -66,7 +79,8 @@ pub(crate) fn after_fork_in_child() {
 }
 
 extern "C" fn run(_: *mut libc::c_void) -> *mut libc::c_void {
-    // Block every signal: the handlers belong to the program's own threads.
+    // Every signal is blocked already (inherited from `ensure_started`); block them again in case
+    // the creator's pthread_sigmask failed: the handlers belong to the program's own threads.
     // SAFETY: set is a valid sigset_t filled by sigfillset before use.
     unsafe {
         let mut set: libc::sigset_t = core::mem::zeroed();

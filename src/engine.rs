@@ -17,7 +17,7 @@ use crate::os::{self, Errno, HUGE, PAGE};
 use crate::policy::{Prefetch, Release};
 use crate::pressure::{self, Pressure};
 use crate::stats::Counters;
-use crate::{background, report};
+use crate::{background, map_count, report};
 
 /// Engines in the pool, the overflow engine included.
 pub(crate) const POOL: usize = 65;
@@ -190,20 +190,23 @@ impl Engine {
     }
 
     fn print_config(&self, c: &Config) {
-        let psi = matches!(
-            self.pressure.open(self.pressure_path()),
-            pressure::Source::Psi
-        );
         report::verbose(
             c,
             self.pressure_path(),
-            match (c.background, psi) {
-                (true, true) => "background release thread on; pressure from PSI",
-                (false, true) => "background release thread off; pressure from PSI",
-                (true, false) => "background release thread on; pressure file unreadable, falling back to free RAM below 5% (sysinfo)",
-                (false, false) => "background release thread off; pressure file unreadable, falling back to free RAM below 5% (sysinfo)",
+            if c.background {
+                "background release thread on"
+            } else {
+                "background release thread off"
             },
         );
+        // Read the source now (never blocks, see `pressure`), so the line says what is in force.
+        let path = self.pressure_path();
+        let threshold = self.pressure_threshold.load(Relaxed);
+        let _ = self.pressure.read_now(path, threshold, os::now_ms());
+        report::line(&pressure::Describe {
+            path,
+            status: self.pressure.status(),
+        });
     }
 
     // ---------------------------------------------------------------------------------------
@@ -277,7 +280,6 @@ impl Engine {
                 }
             }
         }
-        Counters::add(&c.cache_misses, 1);
         self.note_outcome(true);
         let mut p = self.fresh(len, align, prefetch);
         if p.is_null() && !self.cache.is_empty() {
@@ -288,6 +290,9 @@ impl Engine {
             p = self.fresh(len, align, prefetch);
         }
         if !p.is_null() {
+            // Counted once the mapping exists: a refused one is no block (the caller may serve
+            // it from its fallback, `Stats::fallback_allocs`).
+            Counters::add(&c.cache_misses, 1);
             Counters::add(&c.large_allocs, 1);
             Counters::add(&c.live_bytes, len as u64);
         }
@@ -364,6 +369,11 @@ impl Engine {
 
     /// A fresh private anonymous mapping of `len` bytes at `align`, set up for `prefetch`.
     fn fresh(&self, len: usize, align: usize, prefetch: Prefetch) -> *mut u8 {
+        if !map_count::may_map() {
+            // Close to vm.max_map_count: map so that mappings merge (see map_count).
+            Counters::add(&self.counters.mmap_calls, 1);
+            return map_count::map_packed(len, align).unwrap_or(ptr::null_mut());
+        }
         self.recycle(len);
         let huge = prefetch.huge_pages() && len >= HUGE;
         let align = if huge { align.max(HUGE) } else { align };
@@ -372,8 +382,10 @@ impl Engine {
         let map_populate = populate && !os::has_populate_write();
         let flags = if map_populate { libc::MAP_POPULATE } else { 0 };
         let Some(p) = self.map_aligned(len, align, flags) else {
+            map_count::note_refused();
             return ptr::null_mut();
         };
+        map_count::note_mapped();
         let c = &self.counters;
         if huge {
             Counters::add(&c.madvise_calls, 1);
@@ -547,6 +559,7 @@ impl Engine {
         Counters::add(&c.munmap_calls, 1);
         // SAFETY: ranges passed here belong to no block and to no cache slot any more.
         if unsafe { os::unmap(r.addr as *mut u8, r.len) }.is_ok() {
+            map_count::note_unmapped();
             if r.pages != Pages::Zero {
                 Counters::add(&c.released_bytes, r.len as u64);
             }
@@ -650,11 +663,11 @@ impl Engine {
             Counters::add(&c.live_bytes, extra as u64);
             return q;
         }
-        Counters::add(&c.copied_reallocs, 1);
         // No move: the block needs more than page alignment, spans two mappings (blocks can grow
         // in place across the boundary of two adjacent mappings), or memory is short. Copy.
         let q = self.alloc(new_size, align, false);
         if !q.is_null() {
+            Counters::add(&c.copied_reallocs, 1);
             // SAFETY: both blocks are live, distinct, and at least old_size long.
             unsafe {
                 ptr::copy_nonoverlapping(p, q, old_size);

@@ -6,7 +6,9 @@ mod background;
 mod cache;
 pub mod config;
 mod engine;
+mod fallback;
 mod fork;
+mod map_count;
 mod memory;
 mod os;
 mod policy;
@@ -43,6 +45,13 @@ use engine::{Engine, ENGINES};
 ///
 /// Nothing on the allocation path allocates, panics, or takes a lock: the cache is claimed slot by
 /// slot with compare-and-swap and a busy slot is skipped, never waited for.
+///
+/// Where the kernel refuses a mapping even after the cache was given back (out of memory,
+/// `RLIMIT_AS`, `vm.max_map_count`), the large block comes from `A` instead and
+/// [`Stats::fallback_allocs`] counts it; `dealloc` and `realloc` hand such blocks back to `A`.
+/// A fallback block with an alignment below 4 KiB is never page-aligned (every mapped block is),
+/// which is how it is told apart; at most 64 page-aligned fallback blocks may be live at once
+/// (beyond that such a request returns null).
 pub struct PageAlloc<A = System> {
     inner: A,
     config: Config,
@@ -183,10 +192,82 @@ impl<A> fmt::Debug for PageAlloc<A> {
     }
 }
 
+impl<A: GlobalAlloc> PageAlloc<A> {
+    /// A large block: a mapping of the engine, or, where the kernel refuses one, a block of the
+    /// inner allocator (see `fallback`).
+    #[inline]
+    fn alloc_large(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let engine = self.engine();
+        let p = engine.alloc(size, align, zeroed);
+        if !p.is_null() {
+            return p;
+        }
+        self.alloc_fallback(size, align, zeroed)
+    }
+
+    #[cold]
+    fn alloc_fallback(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        // SAFETY: size is at least the threshold (non-zero); align comes from a valid Layout.
+        let p = unsafe { fallback::alloc(&self.inner, size, align, zeroed) };
+        if !p.is_null() {
+            self.engine().counters.note_fallback();
+        }
+        p
+    }
+
+    /// Frees a large block, whoever made it.
+    ///
+    /// # Safety
+    /// `p` is a live large block of this allocator with `layout`.
+    #[inline]
+    unsafe fn dealloc_large(&self, p: *mut u8, layout: Layout) {
+        if fallback::owns(p, layout) {
+            self.engine().counters.note_fallback_free();
+            // SAFETY: the block came from the fallback with this layout.
+            return unsafe { fallback::dealloc(&self.inner, p, layout) };
+        }
+        // SAFETY: large blocks not from the fallback come from this engine with this size.
+        unsafe { self.engine().free(p, layout.size()) }
+    }
+
+    /// Resizes a large block to another large size.
+    ///
+    /// # Safety
+    /// `p` is a live large block of this allocator with `layout`; `new_size` is large.
+    unsafe fn realloc_large(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let from_fallback = fallback::owns(p, layout);
+        if !from_fallback {
+            // SAFETY: a large block of this engine with this size and alignment.
+            let q = unsafe {
+                self.engine()
+                    .realloc(p, layout.size(), layout.align(), new_size)
+            };
+            if !q.is_null() || new_size <= layout.size() {
+                return q;
+            }
+        }
+        // A fallback block, or an engine block that could neither move nor find a new mapping:
+        // copy into whatever `alloc_large` gives now (a mapping again, once the kernel allows).
+        let q = self.alloc_large(new_size, layout.align(), false);
+        if !q.is_null() {
+            self.engine().counters.note_copied_realloc(from_fallback);
+            // SAFETY: both blocks are live and distinct; the old one holds layout.size() bytes
+            // and the new one new_size; the old one is freed by whoever made it.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                self.dealloc_large(p, layout);
+            }
+        }
+        q
+    }
+}
+
 // SAFETY: large blocks are private anonymous mappings of at least `size` bytes at the requested
-// alignment, owned by exactly one block until freed; small blocks are the inner allocator's. Which
-// of the two a block is depends only on its size and the threshold, which never changes after the
-// first call, so `dealloc` and `realloc` always reach the allocator that made the block.
+// alignment, owned by exactly one block until freed, or (where the kernel refused a mapping)
+// blocks of the inner allocator that `fallback::owns` recognises from the pointer and layout;
+// small blocks are the inner allocator's. Which of these a block is depends only on its size, the
+// threshold (which never changes after the first call) and, for large ones, `fallback::owns`, so
+// `dealloc` and `realloc` always reach the allocator that made the block.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -194,7 +275,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
             // SAFETY: forwarded with the caller's guarantees.
             return unsafe { self.inner.alloc(layout) };
         }
-        self.engine().alloc(layout.size(), layout.align(), false)
+        self.alloc_large(layout.size(), layout.align(), false)
     }
 
     #[inline]
@@ -203,7 +284,7 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
             // SAFETY: forwarded with the caller's guarantees.
             return unsafe { self.inner.alloc_zeroed(layout) };
         }
-        self.engine().alloc(layout.size(), layout.align(), true)
+        self.alloc_large(layout.size(), layout.align(), true)
     }
 
     #[inline]
@@ -212,8 +293,8 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
             // SAFETY: small blocks come from the inner allocator with this layout.
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
-        // SAFETY: large blocks come from this engine with this size.
-        unsafe { self.engine().free(ptr, layout.size()) }
+        // SAFETY: a large block of this allocator with this layout.
+        unsafe { self.dealloc_large(ptr, layout) }
     }
 
     #[inline]
@@ -224,13 +305,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
         match (old_large, new_large) {
             // SAFETY: a small block of the inner allocator, resized within its range.
             (false, false) => unsafe { self.inner.realloc(ptr, layout, new_size) },
-            // SAFETY: a large block of this engine with this size and alignment.
-            (true, true) => unsafe {
-                self.engine()
-                    .realloc(ptr, layout.size(), layout.align(), new_size)
-            },
+            // SAFETY: a large block of this allocator with this layout; new_size is large.
+            (true, true) => unsafe { self.realloc_large(ptr, layout, new_size) },
             (false, true) => {
-                let q = self.engine().alloc(new_size, layout.align(), false);
+                let q = self.alloc_large(new_size, layout.align(), false);
                 if !q.is_null() {
                     // SAFETY: both blocks are live and distinct; the old one holds layout.size()
                     // bytes, fewer than new_size; it came from the inner allocator.
@@ -248,10 +326,10 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for PageAlloc<A> {
                 let q = unsafe { self.inner.alloc(small) };
                 if !q.is_null() {
                     // SAFETY: both blocks are live and distinct; new_size < layout.size(); the
-                    // old block is this engine's.
+                    // old block is a large one of this allocator.
                     unsafe {
                         ptr::copy_nonoverlapping(ptr, q, new_size);
-                        self.engine().free(ptr, layout.size());
+                        self.dealloc_large(ptr, layout);
                     }
                 }
                 q

@@ -59,6 +59,30 @@ pub(crate) fn map(len: usize, extra_flags: c_int) -> Result<*mut u8, Errno> {
     }
 }
 
+/// `mmap(hint, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0)`:
+/// a fresh mapping exactly at `hint`, or `EEXIST` if anything is mapped there (Linux 4.17+; an
+/// older kernel takes the hint as a hint, and the mapping may land elsewhere: the caller must use
+/// the address returned).
+pub(crate) fn map_at(hint: usize, len: usize) -> Result<*mut u8, Errno> {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping (it fails instead), so no
+    // memory in use is touched; the result is checked against MAP_FAILED.
+    let p = unsafe {
+        libc::mmap(
+            hint as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p.cast())
+    }
+}
+
 /// `munmap(addr, len)`: returns the range and its pages to the kernel.
 ///
 /// # Safety
@@ -224,17 +248,128 @@ pub(crate) fn write_stderr(mut bytes: &[u8]) {
     }
 }
 
-/// Reads a small file into `buf` without allocating; returns the bytes read.
+/// Why a small file could not be read (see [`read_regular_file`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FileError {
+    /// `open(2)` failed with this errno (missing, permission, `EMFILE`, ...).
+    Open(Errno),
+    /// Not a regular file; the `S_IFMT` bits of its mode. procfs, cgroupfs and ordinary files
+    /// are regular; a FIFO, socket, device or directory is not, and reading one may block forever
+    /// or never end.
+    NotRegular(u32),
+    /// `pread(2)` failed with this errno (`EOPNOTSUPP` from a cgroup's `memory.pressure` when PSI
+    /// is disabled for it, `EIO`, ...).
+    Read(Errno),
+}
+
+/// [`read_regular_file`] for callers that only need the bytes (`/proc/self/...` files).
 pub(crate) fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of children.
+    match read_regular_file(path, buf) {
+        Ok((n, _)) => Ok(n),
+        Err(FileError::Open(e) | FileError::Read(e)) => Err(e),
+        Err(FileError::NotRegular(_)) => Err(Errno(libc::EINVAL)),
+    }
+}
+
+/// A file's identity, to notice that a path now names another file (replaced by a rename).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileId {
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// Reads a small regular file into `buf` without allocating and without ever blocking on the
+/// file's kind: returns the bytes read and the file's identity.
+///
+/// The file is opened with `O_NONBLOCK` (so a FIFO without a writer cannot hang the open, see
+/// fifo(7)), checked to be a regular file with `fstat` before any read, and closed before
+/// returning: nothing keeps a descriptor, so a program that closes descriptors it did not open
+/// (`close_range(3, ~0)`, daemons, sandboxes) can never have pagewise close or read its files
+/// later (issue #10). A file that was replaced or deleted is seen at the next read.
+pub(crate) fn read_regular_file(
+    path: &core::ffi::CStr,
+    buf: &mut [u8],
+) -> Result<(usize, FileId), FileError> {
+    // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of exec'd children; O_NOCTTY
+    // keeps a terminal from becoming our controlling one; O_NONBLOCK keeps a FIFO from blocking.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(FileError::Open(errno()));
+    }
+    let r = read_regular(fd, buf);
+    // SAFETY: fd was opened above, is ours alone, and is closed once.
+    unsafe { libc::close(fd) };
+    r
+}
+
+fn read_regular(fd: c_int, buf: &mut [u8]) -> Result<(usize, FileId), FileError> {
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fd is open and st is a valid stat to fill.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(FileError::Read(errno()));
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFREG {
+        return Err(FileError::NotRegular(kind));
+    }
+    let n = pread_all(fd, buf).map_err(FileError::Read)?;
+    Ok((
+        n,
+        FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        },
+    ))
+}
+
+/// Counts the lines of a file (`/proc/self/maps`: one per mapping) with a stack buffer, never
+/// allocating. Reads all of it: about 10 ms per 65,000 lines.
+pub(crate) fn count_lines(path: &core::ffi::CStr) -> Result<usize, Errno> {
+    // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of exec'd children.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(errno());
     }
-    let r = pread_all(fd, buf);
-    // SAFETY: fd was opened above and is closed once.
+    let mut buf = [0u8; 4096];
+    let mut lines = 0;
+    let result = loop {
+        // SAFETY: buf is a valid writable buffer of its length; fd is open.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == Errno(libc::EINTR) {
+                continue;
+            }
+            break Err(e);
+        }
+        if n == 0 {
+            break Ok(lines);
+        }
+        lines += buf[..n as usize].iter().filter(|&&b| b == b'\n').count();
+    };
+    // SAFETY: fd was opened above, is ours alone, and is closed once.
     unsafe { libc::close(fd) };
-    r
+    result
+}
+
+/// Free RAM as the kernel counts it for `sysinfo(2)`: (`freeram + bufferram`, `totalram`), in
+/// bytes. `None` if the call fails.
+pub(crate) fn free_and_total_ram() -> Option<(u64, u64)> {
+    // SAFETY: an all-zero sysinfo is a valid value for the kernel to overwrite.
+    let mut si: libc::sysinfo = unsafe { core::mem::zeroed() };
+    // SAFETY: si is a valid sysinfo to fill.
+    if unsafe { libc::sysinfo(&mut si) } != 0 {
+        return None;
+    }
+    let unit = u64::from(si.mem_unit.max(1));
+    let free = (si.freeram as u64 + si.bufferram as u64).saturating_mul(unit);
+    Some((free, (si.totalram as u64).saturating_mul(unit)))
 }
 
 /// `pread` from offset 0 until `buf` is full or the file ends.

@@ -70,8 +70,8 @@ counters! {
     reallocs,
     /// Reallocs that moved pages with `mremap` instead of copying.
     mremaps,
-    /// Reallocs that had to copy: the block needs more than page alignment, spans two mappings,
-    /// or `mremap` ran out of memory.
+    /// Reallocs that copied into a new block: the block needs more than page alignment, spans
+    /// two mappings, or `mremap` ran out of memory. A realloc that failed is not counted.
     copied_reallocs,
     /// Reallocs served without moving: same rounded size, a shrink, or growth into the cached
     /// range right after the block.
@@ -81,8 +81,13 @@ counters! {
     /// Large allocations served by growing a smaller cached range with `mremap` (its pages
     /// serve the head of the block, only the tail is new).
     grown_hits,
-    /// Large allocations that needed a fresh mapping.
+    /// Large allocations that needed a fresh mapping (and got one).
     cache_misses,
+    /// Large allocations served by the inner allocator because the kernel refused a mapping
+    /// even after the cache was given back (`vm.max_map_count` reached, or out of memory):
+    /// glibc's heap, with `System`, still grows where `mmap` cannot. Such blocks are freed and
+    /// resized by the inner allocator; see `PageAlloc`.
+    fallback_allocs,
     /// Bytes in large blocks currently allocated.
     live_bytes,
     /// Bytes of freed ranges held in the cache (resident, lazily freed or already dropped).
@@ -125,5 +130,25 @@ impl Counters {
     #[inline]
     pub(crate) fn sub(c: &AtomicU64, n: u64) {
         c.fetch_sub(n, Relaxed);
+    }
+
+    /// A large block served by the inner allocator (see `fallback`).
+    pub(crate) fn note_fallback(&self) {
+        Counters::add(&self.fallback_allocs, 1);
+        Counters::add(&self.large_allocs, 1);
+    }
+
+    /// A fallback block freed.
+    pub(crate) fn note_fallback_free(&self) {
+        Counters::add(&self.large_frees, 1);
+    }
+
+    /// A realloc that copied into a new block because the engine could not resize it (the
+    /// engine counts its own reallocs; `fallback_block`: one the engine never saw).
+    pub(crate) fn note_copied_realloc(&self, fallback_block: bool) {
+        if fallback_block {
+            Counters::add(&self.reallocs, 1);
+        }
+        Counters::add(&self.copied_reallocs, 1);
     }
 }

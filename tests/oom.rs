@@ -48,7 +48,9 @@ fn limited_child() -> String {
 fn child_main() {
     let what = limited_child();
 
-    // 1. Plain and zeroed large allocations beyond the limit return null.
+    // 1. Plain and zeroed large allocations beyond the limit return null, and a refused
+    //    mapping is no cache miss (issue #10: it used to count as one).
+    let before = GLOBAL.stats();
     for align in [8usize, 4096, 2 * MIB] {
         let l = Layout::from_size_align(2 * GIB, align).unwrap();
         // SAFETY: non-zero size; null is the expected result, anything else is freed.
@@ -70,6 +72,12 @@ fn child_main() {
             "{what}: alloc_zeroed(2 GiB, align {align}) succeeded"
         );
     }
+    let after = GLOBAL.stats();
+    assert_eq!(
+        (after.cache_misses, after.large_allocs),
+        (before.cache_misses, before.large_allocs),
+        "{what}: a refused allocation counts as neither a miss nor an allocation: {after}"
+    );
     println!("{what}: alloc/alloc_zeroed of 2 GiB returned null");
 
     // 2. try_reserve reports the failure.
@@ -89,9 +97,15 @@ fn child_main() {
     // SAFETY: p is a live 8 MiB block.
     let s = unsafe { std::slice::from_raw_parts_mut(p, 8 * MIB) };
     fill_pattern(s, 77);
+    let copied = GLOBAL.stats().copied_reallocs;
     // SAFETY: p is live with layout l.
     let q = unsafe { GLOBAL.realloc(p, l, 2 * GIB) };
     assert!(q.is_null(), "{what}: realloc to 2 GiB should fail");
+    assert_eq!(
+        GLOBAL.stats().copied_reallocs,
+        copied,
+        "{what}: a failed realloc copied nothing and must not count as copied"
+    );
     assert_eq!(
         check_pattern(s, 77),
         None,

@@ -142,7 +142,7 @@ fn adaptive_busy_drops_rss_at_free() {
     remove(file);
 }
 
-/// Removes a pressure file made by `pressure_file` (the allocator may keep it open; fine).
+/// Removes a pressure file made by `pressure_file`.
 fn remove(file: &CStr) {
     let _ = std::fs::remove_file(file.to_str().unwrap());
 }

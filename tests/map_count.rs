@@ -1,0 +1,127 @@
+//! Running out of mappings (`vm.max_map_count`, issue #10): a program holding more live large
+//! blocks than the kernel allows mappings must keep being served, as glibc serves it (its
+//! neighbouring mappings merge, and where `mmap` fails it grows its heap instead). pagewise falls
+//! back to the inner allocator for such blocks and counts them in `Stats::fallback_allocs`; a
+//! block from the fallback is freed and reallocated by the right allocator.
+//!
+//! The program: 3 × `vm.max_map_count` live blocks, alternating 1.5 MiB and 3 MiB (their
+//! mappings differ in huge-page advice, so they do not merge: before the fallback, 131,087 of the
+//! 196,590 allocations returned null), one byte written in each. It runs in a child process with
+//! THP disabled (`PR_SET_THP_DISABLE`: the advice still splits the mappings, but a written byte
+//! faults 4 KiB, not a 2 MiB huge page per block).
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::time::Duration;
+
+use common::*;
+use pagewise::{Config, PageAlloc, Release};
+
+const TEST: &str = "more_live_blocks_than_mappings_are_all_served";
+
+fn max_map_count() -> usize {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .expect("read /proc/sys/vm/max_map_count")
+        .trim()
+        .parse()
+        .expect("max_map_count is a number")
+}
+
+/// Lines of /proc/self/maps, read into `buf` (allocated beforehand: at the limit, the test's
+/// own allocator may have nothing to give either).
+fn mappings(buf: &mut [u8]) -> usize {
+    use std::io::Read;
+    let mut f = std::fs::File::open("/proc/self/maps").expect("open /proc/self/maps");
+    let mut lines = 0;
+    loop {
+        let n = f.read(buf).expect("read /proc/self/maps");
+        if n == 0 {
+            return lines;
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count();
+    }
+}
+
+fn child_main() {
+    // SAFETY: PR_SET_THP_DISABLE only changes how this process's future faults are served.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    assert_eq!(rc, 0, "prctl(PR_SET_THP_DISABLE)");
+    let a = PageAlloc::new().with_config(Config::DEFAULT.ignore_env().release(Release::Retain));
+    let n = 3 * max_map_count();
+    let small = Layout::from_size_align(1536 * KIB, 8).unwrap();
+    let big = Layout::from_size_align(3 * MIB, 8).unwrap();
+    let mut blocks = Vec::with_capacity(n);
+    let mut nulls = 0usize;
+    let mut peak_maps = 0;
+    let mut maps_buf = vec![0u8; 1 << 20];
+    for i in 0..n {
+        let l = if i % 2 == 0 { small } else { big };
+        // SAFETY: non-zero size; every block is freed below with its layout.
+        let p = unsafe { a.alloc(l) };
+        if p.is_null() {
+            nulls += 1;
+            continue;
+        }
+        // SAFETY: p is a live block of at least one byte.
+        unsafe { p.write(i as u8) };
+        blocks.push((p, l, i as u8));
+        if i % 4096 == 0 {
+            peak_maps = peak_maps.max(mappings(&mut maps_buf));
+        }
+    }
+    peak_maps = peak_maps.max(mappings(&mut maps_buf));
+    let s = a.stats();
+    println!(
+        "{n} blocks: {nulls} null, {} fallback, {} mappings at the peak; {s}",
+        s.fallback_allocs, peak_maps
+    );
+    assert_eq!(nulls, 0, "every block must be served; stats {s}");
+    // Blocks of the same kind merge only where pagewise packs them: without that the count
+    // would have reached the limit a third of the way in.
+    assert!(
+        peak_maps < max_map_count(),
+        "{peak_maps} mappings: the limit was reached; stats {s}"
+    );
+    // The last blocks came from the fallback, the first ones from mappings: resize some of each
+    // up (large to large) and down (large to small), keeping their contents.
+    let len = blocks.len();
+    for k in (0..48).chain(len - 48..len) {
+        let (p, l, tag) = &mut blocks[k];
+        for size in [5 * MIB, 100 * KIB] {
+            // SAFETY: *p is live with layout *l; the new size is non-zero.
+            let q = unsafe { a.realloc(*p, *l, size) };
+            assert!(!q.is_null(), "realloc of block {k} to {size} failed");
+            // SAFETY: q holds at least the old block's first byte.
+            assert_eq!(
+                unsafe { q.read() },
+                *tag,
+                "realloc of block {k} lost its contents"
+            );
+            *p = q;
+            *l = Layout::from_size_align(size, 8).unwrap();
+        }
+    }
+    for (p, l, _) in blocks {
+        // SAFETY: p is live with layout l.
+        unsafe { a.dealloc(p, l) };
+    }
+    let after = a.stats();
+    assert_eq!(after.live_bytes, 0, "{after}");
+    a.purge();
+    println!("all freed: {after}");
+}
+
+#[test]
+fn more_live_blocks_than_mappings_are_all_served() {
+    if child_mode().as_deref() == Some("map-count") {
+        child_main();
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let out = run_child(TEST, "map-count", &[], Duration::from_secs(300));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "child failed:\n{}", out.describe());
+}
