@@ -16,7 +16,9 @@
 //! wait, for CI), `--reps N`, `--settle-ms N` (wait before reading RSS after the work, default
 //! 1500), `--only W1,W2` (workloads), `--allocators A1,A2`, `--no-build`, `--no-seed`,
 //! `--seed-only`, `--from-runs FILE` (redo the tables, CSVs and chart from an earlier
-//! `runs.csv` without running anything).
+//! `runs.csv` without running anything), `--baseline DIR` (also run every pagewise policy with
+//! `DIR/worker_pagewise`, a worker built from another commit, as `before-<policy>`: a
+//! before/after comparison in one run).
 
 #[path = "../common/workloads.rs"]
 mod workloads;
@@ -44,6 +46,8 @@ struct Case {
 struct Alloc {
     name: String,
     worker: &'static str,
+    /// Where the worker binary is, if not beside this program (`--baseline DIR`).
+    exe_dir: Option<PathBuf>,
     env: Vec<(&'static str, String)>,
     bound: bool,
 }
@@ -76,6 +80,8 @@ struct Options {
     workloads: bool,
     /// Redraw from a previous run's `runs.csv` instead of running the workers.
     from_runs: Option<PathBuf>,
+    /// A directory holding a `worker_pagewise` built from another commit.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_options() -> Options {
@@ -108,6 +114,7 @@ fn parse_options() -> Options {
         seed: !has("--no-seed"),
         workloads: !has("--seed-only"),
         from_runs: value("--from-runs").map(PathBuf::from),
+        baseline: value("--baseline").map(PathBuf::from),
     }
 }
 
@@ -147,10 +154,26 @@ fn default_name() -> String {
     )
 }
 
+/// `--baseline DIR`: the same pagewise policies run by `DIR/worker_pagewise`, a worker built from
+/// another commit, named `before-<policy>`, so that a change is compared side by side in one run.
+fn baseline_allocators(dir: &Path) -> Vec<Alloc> {
+    pagewise::Release::ALL
+        .into_iter()
+        .map(|r| Alloc {
+            name: format!("before-{}", r.name()),
+            worker: "worker_pagewise",
+            exe_dir: Some(dir.to_path_buf()),
+            env: vec![("PAGEWISE_RELEASE", r.name().into())],
+            bound: false,
+        })
+        .collect()
+}
+
 fn allocators() -> Vec<Alloc> {
     let peer = |name: &str, worker| Alloc {
         name: name.into(),
         worker,
+        exe_dir: None,
         env: vec![],
         bound: false,
     };
@@ -163,6 +186,7 @@ fn allocators() -> Vec<Alloc> {
         all.push(Alloc {
             name: format!("pagewise-{}", r.name()),
             worker: "worker_pagewise",
+            exe_dir: None,
             env: vec![("PAGEWISE_RELEASE", r.name().into())],
             bound: false,
         });
@@ -175,6 +199,7 @@ fn allocators() -> Vec<Alloc> {
         all.push(Alloc {
             name: format!("pagewise-{}/{}", default.get_release().name(), p.name()),
             worker: "worker_pagewise",
+            exe_dir: None,
             env: vec![
                 ("PAGEWISE_RELEASE", default.get_release().name().into()),
                 ("PAGEWISE_PREFETCH", p.name().into()),
@@ -185,6 +210,7 @@ fn allocators() -> Vec<Alloc> {
     all.push(Alloc {
         name: "bound".into(),
         worker: "worker_system",
+        exe_dir: None,
         env: vec![],
         bound: true,
     });
@@ -215,7 +241,7 @@ struct Pending {
 }
 
 fn spawn(dir: &Path, case: &Case, alloc: &Alloc, settle_ms: u64, key: (usize, usize)) -> Pending {
-    let mut cmd = Command::new(dir.join(alloc.worker));
+    let mut cmd = Command::new(alloc.exe_dir.as_deref().unwrap_or(dir).join(alloc.worker));
     for (k, _) in std::env::vars() {
         if k.starts_with("PAGEWISE_") {
             cmd.env_remove(k);
@@ -342,6 +368,9 @@ fn run_workloads(opt: &Options) {
         cases.retain(|c| only.iter().any(|o| o == c.workload.name()));
     }
     let mut allocs = allocators();
+    if let Some(dir) = &opt.baseline {
+        allocs.extend(baseline_allocators(dir));
+    }
     if let Some(keep) = &opt.allocators {
         allocs.retain(|a| keep.contains(&a.name));
     }
