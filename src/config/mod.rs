@@ -26,6 +26,9 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use crate::policy::{Prefetch, Release};
 use crate::report;
 
+pub(crate) mod decimal;
+use decimal::{parse_fixed, parse_u64, split_digits};
+
 /// One KiB, GiB in bytes; used by the defaults below.
 const KIB: usize = 1 << 10;
 const GIB: usize = 1 << 30;
@@ -607,16 +610,9 @@ fn decode(w: &[AtomicU64; 8]) -> Config {
 /// `MiB`, `GiB`, `TiB`, `KB`, `MB`, `GB`, `TB`, `B` (ASCII case-insensitive; all binary
 /// multiples). No blanks, signs or fractions; `None` on overflow past `u64`.
 pub fn parse_size(s: &[u8]) -> Option<u64> {
-    let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in &s[..digits] {
-        n = n.checked_mul(10)?.checked_add((b - b'0') as u64)?;
-    }
-    let suffix = &s[digits..];
-    let shift = match suffix.first().map(|b| b.to_ascii_lowercase()) {
+    let (digits, suffix) = split_digits(s);
+    let n = parse_u64(digits)?;
+    let shift = match suffix.first().map(u8::to_ascii_lowercase) {
         None => return Some(n),
         Some(b'b') if suffix.len() == 1 => 0,
         Some(b'k') => 10,
@@ -638,14 +634,7 @@ fn parse_decay(s: &[u8]) -> Option<u64> {
     if s.eq_ignore_ascii_case(b"never") {
         return Some(NEVER);
     }
-    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &b in s {
-        n = n.checked_mul(10)?.checked_add((b - b'0') as u64)?;
-    }
-    (n <= 1 << 53).then_some(n)
+    parse_u64(s).filter(|&ms| ms <= 1 << 53)
 }
 
 fn parse_bool(s: &[u8]) -> Option<bool> {
@@ -663,27 +652,13 @@ fn parse_bool(s: &[u8]) -> Option<bool> {
 /// Parses `10`, `2.5`, `2.50%` into hundredths of a percent, in (0, 100%].
 fn parse_percent(s: &[u8]) -> Option<u32> {
     let s = s.strip_suffix(b"%").unwrap_or(s);
-    let (int, frac) = match s.iter().position(|&b| b == b'.') {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, &b""[..]),
-    };
-    if int.is_empty() || int.len() > 3 || frac.len() > 2 {
+    // Three integer digits at most, as always: `0010` has never been accepted.
+    let int_digits = s.iter().position(|&b| b == b'.').unwrap_or(s.len());
+    if int_digits > 3 {
         return None;
     }
-    if !int.iter().chain(frac).all(u8::is_ascii_digit) {
-        return None;
-    }
-    let mut v: u32 = 0;
-    for &b in int {
-        v = v * 10 + (b - b'0') as u32;
-    }
-    v *= 100;
-    let mut scale = 10;
-    for &b in frac {
-        v += (b - b'0') as u32 * scale;
-        scale /= 10;
-    }
-    (v > 0 && v <= 10_000).then_some(v)
+    let centi = parse_fixed(s, 2)?;
+    (1..=10_000).contains(&centi).then_some(centi as u32)
 }
 
 #[cfg(test)]
