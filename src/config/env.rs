@@ -277,12 +277,22 @@ mod tests {
     }
 
     #[test]
-    fn getenv_of_an_unset_variable_is_none() {
-        // The test binary runs without PAGEWISE_PRESSURE_FILE unless someone set it on purpose.
-        if std::env::var_os(Setting::PressureFile.var()).is_none() {
-            assert_eq!(getenv(Setting::PressureFile), None);
-            assert_eq!(env_pressure_file(), None);
-            assert_eq!(env_pressure_path(), None);
+    fn the_pressure_path_is_copied_once_and_outlives_the_variable() {
+        // The only test in this binary that touches the environment (or this copy), so setting
+        // the variable races with no reader; a run with the variable already set skips it.
+        let var = Setting::PressureFile.var();
+        if std::env::var_os(var).is_some() {
+            return;
         }
+        std::env::set_var(var, "/tmp/pagewise-unit-psi");
+        assert_eq!(env_pressure_file(), Some(&b"/tmp/pagewise-unit-psi"[..]));
+        let copy = env_pressure_path().expect("set and valid");
+        assert_eq!(copy, c"/tmp/pagewise-unit-psi");
+        std::env::remove_var(var);
+        assert_eq!(getenv(Setting::PressureFile), None);
+        assert_eq!(env_pressure_file(), None);
+        let again = env_pressure_path().expect("the copy stays");
+        assert_eq!(again.as_ptr(), copy.as_ptr());
+        assert_eq!(again, c"/tmp/pagewise-unit-psi");
     }
 }
