@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use crate::config::decimal::{parse_u64, split_digits};
 use crate::os;
 
 /// Resident, lazily freed and huge-page memory of the whole process (from
@@ -72,13 +73,9 @@ fn parse_rollup(text: &[u8]) -> ProcessMemory {
             continue;
         };
         let key = &line[..colon];
-        let kb: u64 = line[colon + 1..]
-            .iter()
-            .filter(|b| b.is_ascii_digit())
-            .fold(0, |n, &b| {
-                n.saturating_mul(10).saturating_add((b - b'0') as u64)
-            });
-        let bytes = kb.saturating_mul(1024);
+        // `Rss:   2048 kB`: the figure is the first word after the colon, always in kB.
+        let (digits, _unit) = split_digits(line[colon + 1..].trim_ascii_start());
+        let bytes = parse_u64(digits).unwrap_or(0).saturating_mul(1024);
         match key {
             b"Rss" => m.rss_bytes = bytes,
             b"Anonymous" => m.anonymous_bytes = bytes,

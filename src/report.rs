@@ -5,7 +5,7 @@
 use core::ffi::CStr;
 use core::fmt::{self, Write};
 
-use crate::config::{Config, ConfigError, Setting, DEFAULT_PRESSURE_FILE};
+use crate::config::{Config, ConfigError, Setting};
 use crate::os;
 
 /// A fixed-size line buffer; output past its end is dropped (and marked with `...`).
@@ -51,7 +51,7 @@ impl Write for Line {
 }
 
 /// Writes bytes as text, escaping anything that is not printable ASCII (`\xNN`).
-pub(crate) fn write_escaped(f: &mut impl Write, bytes: &[u8]) -> fmt::Result {
+pub(crate) fn write_escaped(f: &mut dyn Write, bytes: &[u8]) -> fmt::Result {
     for &b in bytes {
         if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
             f.write_char(b as char)?;
@@ -73,61 +73,13 @@ fn program(buf: &mut [u8; 64]) -> &[u8] {
     }
 }
 
-/// Writes the value `Config::DEFAULT` has for `s`.
-fn write_value(f: &mut Line, c: &Config, pressure: &CStr, s: Setting) -> fmt::Result {
-    match s {
-        Setting::Release => f.write_str(c.release.name()),
-        Setting::Prefetch => f.write_str(c.prefetch.name()),
-        Setting::Threshold => write_size(f, c.threshold as u64),
-        Setting::Cache => write_size(f, c.cache as u64),
-        Setting::Decay => match c.get_decay_ms() {
-            Some(ms) => write!(f, "{ms}"),
-            None => f.write_str("never"),
-        },
-        Setting::Background => f.write_str(on_off(c.background)),
-        Setting::PressureFile => write_escaped(f, pressure.to_bytes()),
-        Setting::PressureThreshold => write!(
-            f,
-            "{}.{:02}%",
-            c.pressure_threshold / 100,
-            c.pressure_threshold % 100
-        ),
-        Setting::Verbose => f.write_str(on_off(c.verbose)),
-        Setting::Stats => f.write_str(on_off(c.stats_at_exit)),
-    }
-}
-
-fn on_off(b: bool) -> &'static str {
-    if b {
-        "1"
-    } else {
-        "0"
-    }
-}
-
-/// Writes a byte count the way the variables accept it: `256K`, `1G`, or plain bytes.
-pub(crate) fn write_size(f: &mut impl Write, n: u64) -> fmt::Result {
-    const UNITS: [(u32, &str); 4] = [(40, "T"), (30, "G"), (20, "M"), (10, "K")];
-    for (shift, unit) in UNITS {
-        if n != 0 && n % (1u64 << shift) == 0 {
-            return write!(f, "{}{unit}", n >> shift);
-        }
-    }
-    write!(f, "{n}")
-}
-
 /// The line for a malformed variable: what, which value, accepted values, the value used, and the
 /// program, so that an operator reading a log knows which process ignored what.
 pub(crate) fn config_error(e: &ConfigError) {
     let mut line = Line::new();
     let mut name = [0u8; 64];
     let _ = write!(line, "pagewise: {e}; using the default ");
-    let _ = write_value(
-        &mut line,
-        &Config::DEFAULT,
-        DEFAULT_PRESSURE_FILE,
-        e.setting(),
-    );
+    let _ = e.setting().show(&mut line, &Config::DEFAULT);
     let _ = line.write_str(" in ");
     let _ = write_escaped(&mut line, program(&mut name));
     // SAFETY: getpid has no preconditions.
@@ -137,16 +89,21 @@ pub(crate) fn config_error(e: &ConfigError) {
 
 /// `PAGEWISE_VERBOSE=1`: every setting, its value and where it came from, plus the kernel
 /// features in use.
-pub(crate) fn verbose(c: &Config, pressure: &CStr, notes: &str) {
+pub(crate) fn verbose(c: &Config, pressure: &'static CStr, notes: &str) {
+    // The path in force, which the engine resolved (its environment copy comes first).
+    let shown = Config {
+        pressure_file: Some(pressure),
+        ..*c
+    };
     let mut line = Line::new();
     let mut name = [0u8; 64];
     let _ = line.write_str("pagewise: config for ");
     let _ = write_escaped(&mut line, program(&mut name));
     let _ = line.write_str(":");
-    for s in Setting::ALL {
-        let _ = write!(line, " {}=", s.var());
-        let _ = write_value(&mut line, c, pressure, s);
-        let _ = write!(line, " ({})", c.source(s).name());
+    for &setting in Setting::ALL {
+        let _ = write!(line, " {}=", setting.var());
+        let _ = setting.show(&mut line, &shown);
+        let _ = write!(line, " ({})", c.source(setting).name());
     }
     line.emit();
     let mut line = Line::new();
