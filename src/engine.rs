@@ -8,11 +8,11 @@
 
 use core::ffi::CStr;
 use core::ptr;
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release as Rel};
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release as Rel};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 
 use crate::cache::{Cache, Pages, Range};
-use crate::config::{Config, DEFAULT_PRESSURE_FILE, NEVER};
+use crate::config::{env_pressure_path, Config, DEFAULT_PRESSURE_FILE, NEVER};
 use crate::os::{self, Errno, HUGE, PAGE};
 use crate::policy::{Prefetch, Release};
 use crate::pressure::{self, Pressure};
@@ -805,54 +805,6 @@ impl Engine {
         self.cache.reset_busy();
         self.pressure.after_fork();
     }
-}
-
-/// `PAGEWISE_PRESSURE_FILE` kept as a NUL-terminated copy, if set and valid.
-fn env_pressure_path() -> Option<&'static CStr> {
-    static BUF: [AtomicU8; 257] = [const { AtomicU8::new(0) }; 257];
-    static STATE: AtomicU8 = AtomicU8::new(0); // 0 unread, 1 writing, 2 set, 3 unset
-    match STATE.load(Acquire) {
-        2 => return Some(buf_cstr(&BUF)),
-        3 => return None,
-        1 => return env_pressure_path_uncached(),
-        _ => {}
-    }
-    if STATE.compare_exchange(0, 1, AcqRel, Acquire).is_err() {
-        return env_pressure_path();
-    }
-    match crate::config::env_pressure_file() {
-        Some(path) => {
-            for (slot, &b) in BUF.iter().zip(path) {
-                slot.store(b, Relaxed);
-            }
-            BUF[path.len()].store(0, Relaxed);
-            STATE.store(2, Rel);
-            Some(buf_cstr(&BUF))
-        }
-        None => {
-            STATE.store(3, Rel);
-            None
-        }
-    }
-}
-
-/// For a thread that arrives while another copies the variable (it must not wait): the
-/// environment's own string, which stays valid as long as nobody calls `setenv` on it (the
-/// reason `std::env::set_var` is `unsafe`).
-fn env_pressure_path_uncached() -> Option<&'static CStr> {
-    crate::config::env_pressure_file()?;
-    // SAFETY: the name is NUL-terminated; the result was just checked to be set and valid.
-    let p = unsafe { libc::getenv(c"PAGEWISE_PRESSURE_FILE".as_ptr()) };
-    // SAFETY: a non-null getenv result is a NUL-terminated string in the environment block.
-    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) })
-}
-
-fn buf_cstr(buf: &'static [AtomicU8; 257]) -> &'static CStr {
-    // SAFETY: AtomicU8 has the same layout as u8; once STATE is 2 the buffer is never written
-    // again, and it holds a NUL within its length (written before STATE was published).
-    let bytes: &'static [u8; 257] =
-        unsafe { &*(buf as *const [AtomicU8; 257] as *const [u8; 257]) };
-    CStr::from_bytes_until_nul(bytes).unwrap_or(DEFAULT_PRESSURE_FILE)
 }
 
 impl Engine {

@@ -39,6 +39,7 @@ use core::ffi::CStr;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
+use crate::config::decimal::{parse_fixed, parse_u64};
 use crate::os::{self, Errno, FileError, FileId};
 
 /// Minimum time between two reads of the pressure file.
@@ -207,40 +208,12 @@ pub(crate) fn parse_some(text: &[u8]) -> Option<(u64, u64)> {
     let mut total = None;
     for field in line.split(|&b| b == b' ') {
         if let Some(v) = field.strip_prefix(b"avg10=") {
-            avg10 = parse_centi(v);
+            avg10 = parse_fixed(v, 2);
         } else if let Some(v) = field.strip_prefix(b"total=") {
             total = parse_u64(v);
         }
     }
     Some((avg10?, total.unwrap_or(0)))
-}
-
-fn parse_u64(s: &[u8]) -> Option<u64> {
-    if s.is_empty() {
-        return None;
-    }
-    s.iter().try_fold(0u64, |n, &b| {
-        b.is_ascii_digit()
-            .then(|| n.checked_mul(10)?.checked_add((b - b'0') as u64))?
-    })
-}
-
-/// `12.34` → 1234.
-fn parse_centi(s: &[u8]) -> Option<u64> {
-    let (int, frac) = match s.iter().position(|&b| b == b'.') {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (s, &b""[..]),
-    };
-    let mut v = parse_u64(int)?.checked_mul(100)?;
-    let mut scale = 10;
-    for &b in frac.iter().take(2) {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_add((b - b'0') as u64 * scale)?;
-        scale /= 10;
-    }
-    Some(v)
 }
 
 fn fallback_low_memory() -> bool {
@@ -342,9 +315,9 @@ mod tests {
         let t = b"some avg10=12.34 avg60=1.00 avg300=0.00 total=987654\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=5\n";
         assert_eq!(parse_some(t), Some((1234, 987654)));
         assert_eq!(parse_some(b"full avg10=1.00 total=1\n"), None);
-        assert_eq!(parse_centi(b"0.5"), Some(50));
-        assert_eq!(parse_centi(b"100.00"), Some(10000));
-        assert_eq!(parse_centi(b"x"), None);
+        assert_eq!(parse_some(b"some avg10=0.5 total=1\n"), Some((50, 1)));
+        assert_eq!(parse_some(b"some avg10=100.00 total=2\n"), Some((10000, 2)));
+        assert_eq!(parse_some(b"some avg10=x total=2\n"), None);
     }
 
     #[test]

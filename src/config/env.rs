@@ -197,7 +197,6 @@ pub(crate) fn env_pressure_file() -> Option<&'static [u8]> {
 /// only checks the variable; the engine asks this first for the path in force). A caller that
 /// arrives while the copy is being written gets the environment's own string instead of waiting.
 // The engine still keeps a copy of its own; this allow goes when it calls this one instead.
-#[allow(dead_code)]
 pub(crate) fn env_pressure_path() -> Option<&'static CStr> {
     const WRITING: u8 = 1;
     const SET: u8 = 2;

@@ -37,8 +37,7 @@ mod values;
 
 pub use env::__reread_env_for_tests;
 // Until the engine calls env_pressure_path instead of its own copy (see its allow(dead_code)).
-#[allow(unused_imports)]
-pub(crate) use env::{env_pressure_file, env_pressure_path};
+pub(crate) use env::env_pressure_path;
 pub use error::ConfigError;
 pub use values::parse_size;
 use values::{
