@@ -19,7 +19,6 @@ mod stats;
 use core::alloc::{GlobalAlloc, Layout};
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use std::alloc::System;
 
 pub use config::{parse_size, Config, ConfigError};
@@ -27,7 +26,8 @@ pub use memory::ProcessMemory;
 pub use policy::{Prefetch, Release};
 pub use stats::Stats;
 
-use engine::{Engine, ENGINES};
+use engine::Engine;
+use once_cell::race::{OnceNonZeroUsize, OnceRef};
 
 /// A global allocator that serves large allocations from their own anonymous mappings, with a
 /// chosen prefetch mode and release policy, and passes small ones to the inner allocator `A`.
@@ -55,10 +55,11 @@ use engine::{Engine, ENGINES};
 pub struct PageAlloc<A = System> {
     inner: A,
     config: Config,
-    /// The threshold in force, 0 until the first use resolves it.
-    threshold: AtomicUsize,
-    /// 1 + the index of this allocator's engine in the pool, 0 until the first use.
-    engine: AtomicUsize,
+    /// The threshold in force, resolved at first use. Race-tolerant and never blocking: two
+    /// threads that race both resolve it, one value is kept (both computed the same one).
+    threshold: OnceNonZeroUsize,
+    /// This allocator's engine in the pool, adopted at first use (see [`PageAlloc::init`]).
+    engine: OnceRef<'static, Engine>,
 }
 
 impl PageAlloc<System> {
@@ -80,8 +81,8 @@ impl<A> PageAlloc<A> {
         PageAlloc {
             inner,
             config: Config::DEFAULT,
-            threshold: AtomicUsize::new(0),
-            engine: AtomicUsize::new(0),
+            threshold: OnceNonZeroUsize::new(),
+            engine: OnceRef::new(),
         }
     }
 
@@ -94,50 +95,45 @@ impl<A> PageAlloc<A> {
 
     #[inline]
     fn threshold(&self) -> usize {
-        match self.threshold.load(Ordering::Relaxed) {
-            0 => self.init().0,
-            t => t,
+        match self.threshold.get() {
+            Some(t) => t.get(),
+            None => self.init().0,
         }
     }
 
     #[inline]
     fn engine(&self) -> &'static Engine {
-        match self.engine.load(Ordering::Acquire) {
-            0 => self.init().1,
-            i => &ENGINES[i - 1],
+        match self.engine.get() {
+            Some(e) => e,
+            None => self.init().1,
         }
     }
 
-    /// Resolves the configuration and claims an engine; race-tolerant (no thread waits).
+    /// Resolves the configuration and adopts an engine. Race-tolerant, no thread waits: threads
+    /// that race each resolve and adopt; one engine is kept, the others are retired at once.
     #[cold]
     fn init(&self) -> (usize, &'static Engine) {
         let config = self.config.resolve();
-        let _ = self.threshold.compare_exchange(
-            0,
-            config.threshold,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
-        let threshold = self.threshold.load(Ordering::Relaxed);
-        if let i @ 1.. = self.engine.load(Ordering::Acquire) {
-            return (threshold, &ENGINES[i - 1]);
+        // The threshold is at least Config::MIN_THRESHOLD, never zero.
+        if let Some(t) = core::num::NonZeroUsize::new(config.threshold) {
+            let _ = self.threshold.set(t);
         }
-        let mine = Engine::claim(&config);
-        match self
-            .engine
-            .compare_exchange(0, mine + 1, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => {
+        let threshold = self.threshold.get().map_or(config.threshold, |t| t.get());
+        if let Some(e) = self.engine.get() {
+            return (threshold, e);
+        }
+        let mine = Engine::adopt(&config);
+        match self.engine.set(mine) {
+            Ok(()) => {
                 let mut shown = config;
                 shown.threshold = threshold;
-                ENGINES[mine].announce(&shown);
-                (threshold, &ENGINES[mine])
+                mine.announce(&shown);
+                (threshold, mine)
             }
-            Err(theirs) => {
-                if mine != 0 {
-                    ENGINES[mine].unclaim();
-                }
-                (threshold, &ENGINES[theirs - 1])
+            Err(()) => {
+                mine.retire();
+                let theirs = self.engine.get().unwrap_or(mine);
+                (threshold, theirs)
             }
         }
     }
@@ -152,7 +148,7 @@ impl<A> PageAlloc<A> {
 
     /// A snapshot of this allocator's counters.
     pub fn stats(&self) -> Stats {
-        self.engine().counters.snapshot()
+        self.engine().stats()
     }
 
     /// Releases every cached range now (`munmap`), so that RSS falls at once.
@@ -167,7 +163,7 @@ impl<A> PageAlloc<A> {
     /// under the old or the new policy.
     pub fn reconfigure(&self, config: Config) {
         let engine = self.engine();
-        if self.engine.load(Ordering::Acquire) == 1 {
+        if engine.is_overflow() {
             return; // the shared overflow engine keeps its fixed configuration
         }
         engine.purge();
@@ -177,8 +173,8 @@ impl<A> PageAlloc<A> {
 
 impl<A> Drop for PageAlloc<A> {
     fn drop(&mut self) {
-        if let i @ 2.. = *self.engine.get_mut() {
-            ENGINES[i - 1].unclaim();
+        if let Some(e) = self.engine.get() {
+            e.retire();
         }
     }
 }
@@ -187,7 +183,7 @@ impl<A> fmt::Debug for PageAlloc<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PageAlloc")
             .field("config", &self.config)
-            .field("threshold", &self.threshold.load(Ordering::Relaxed))
+            .field("threshold", &self.threshold.get())
             .finish_non_exhaustive()
     }
 }

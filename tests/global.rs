@@ -196,14 +196,15 @@ fn threshold_boundary_global() {
     let _g = serial();
     let t = threshold();
     let s0 = GLOBAL.stats();
-    let v: Vec<u8> = Vec::with_capacity(t - 1);
+    // black_box: an allocation that is never used may be elided by the compiler altogether.
+    let v: Vec<u8> = std::hint::black_box(Vec::with_capacity(t - 1));
     let s1 = GLOBAL.stats();
     // Other threads of the harness may allocate small things, never large ones.
     assert_eq!(
         s1.large_allocs, s0.large_allocs,
         "threshold-1 bytes must go to the inner allocator: {s0:?} -> {s1:?}"
     );
-    let w: Vec<u8> = Vec::with_capacity(t);
+    let w: Vec<u8> = std::hint::black_box(Vec::with_capacity(t));
     let s2 = GLOBAL.stats();
     assert_eq!(
         s2.large_allocs,

@@ -1,0 +1,119 @@
+//! Maintenance: decay (ranges idle past the decay time are unmapped), the pressure signal (the
+//! whole cache is unmapped while the kernel is reclaiming) and purge. Run by the background
+//! thread (`crate::background`), or on the allocation path when that thread is off.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::Engine;
+use crate::cache::Range;
+use crate::config::NEVER;
+use crate::stats::Counters;
+use crate::{background, pressure};
+
+/// Why a cached range leaves the cache; each reason has its own counter in `Stats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Why {
+    /// Idle past the decay time.
+    Decay,
+    /// The pressure signal is on, or the kernel refused a mapping.
+    Pressure,
+    /// `purge()` or `reconfigure()`.
+    Purge,
+    /// A miss is about to map fresh pages (see `Engine::recycle`).
+    Recycle,
+}
+
+impl Engine {
+    /// Runs decay and the pressure check from the allocation path when the background thread is
+    /// off, at most once per interval.
+    #[inline]
+    pub(super) fn maintain_if_due(&self, now: u64) {
+        if self.background_enabled() && background::running() {
+            return;
+        }
+        let last = self.last_maintenance_ms.load(Relaxed);
+        if now.saturating_sub(last) < pressure::READ_INTERVAL_MS {
+            return;
+        }
+        if self
+            .last_maintenance_ms
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+        {
+            self.maintain(now);
+        }
+    }
+
+    /// Releases ranges idle past the decay time, and the whole cache while pressure is on.
+    /// Returns when the next cached range will be due for decay, if any.
+    pub(crate) fn maintain(&self, now: u64) -> Option<u64> {
+        if self.cache.is_empty() {
+            return None;
+        }
+        if self.pressure_on(now) {
+            self.release_cache(Why::Pressure);
+            return None;
+        }
+        let decay = self.decay();
+        if decay == NEVER {
+            return None;
+        }
+        let mut next: Option<u64> = None;
+        self.cache.drain(
+            |r| {
+                let due = r.since_ms.saturating_add(decay);
+                if due > now {
+                    next = Some(next.map_or(due, |n| n.min(due)));
+                }
+                due <= now
+            },
+            |r| {
+                self.evict(r, Why::Decay);
+            },
+        );
+        next
+    }
+
+    /// Whether the pressure signal is on (reads it at most every few milliseconds).
+    pub(crate) fn pressure_on(&self, now: u64) -> bool {
+        let on = self.pressure.is_on(
+            self.pressure_path(),
+            self.pressure_threshold.load(Relaxed),
+            now,
+        );
+        self.counters.pressure_on.store(on as u64, Relaxed);
+        on
+    }
+
+    /// Releases every cached range now.
+    pub(crate) fn purge(&self) {
+        self.release_cache(Why::Purge);
+    }
+
+    /// Releases every cached range, counting it under `why`.
+    pub(super) fn release_cache(&self, why: Why) {
+        self.cache.drain(
+            |_| true,
+            |r| {
+                self.evict(r, why);
+            },
+        );
+    }
+
+    /// Unmaps a range taken out of the cache, counting it under `why` (its pages are released
+    /// either way). Returns false if the kernel refused the unmap and the range went back to the
+    /// cache as zero pages (see `unmap_range`): a caller looping until the cache shrinks must
+    /// stop then.
+    pub(super) fn evict(&self, r: Range, why: Why) -> bool {
+        let c = &self.counters;
+        let counter = match why {
+            Why::Decay => &c.decay_releases,
+            Why::Pressure => &c.pressure_releases,
+            Why::Purge => &c.purge_releases,
+            Why::Recycle => &c.recycle_releases,
+        };
+        Counters::add(counter, 1);
+        self.uncount_cached(&r);
+        self.unmap_range(&r)
+    }
+}

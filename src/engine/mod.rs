@@ -1,0 +1,267 @@
+//! The engine behind each [`PageAlloc`](crate::PageAlloc): the large-block paths, its cache and
+//! counters, decay and pressure. One file per job:
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | the pool of engines, an engine's settings, verbose start-up |
+//! | `alloc.rs` | a large allocation: from the cache, by growing a smaller range, or fresh |
+//! | `release.rs` | a large free: the release policy, the cache limit, unmapping |
+//! | `realloc.rs` | resizing a large block in place, by moving pages, or by copying |
+//! | `maintain.rs` | decay, the pressure signal, purge |
+//!
+//! # Glossary
+//!
+//! - **block**: what `alloc` hands out; its *mapping length* is [`map_len`] of its size (pages
+//!   below 2 MiB, 2 MiB units from there).
+//! - **range**: page-aligned address space inside pagewise's own mappings that no block uses: a
+//!   freed block, or the head or tail left when a block is carved out of a bigger range.
+//! - **cache**: the slots that hold ranges for reuse (`crate::cache`); *cached bytes* are the
+//!   sum of their lengths, by page state (resident, lazily freed, zero).
+//! - **hit / grown hit / miss**: an allocation served by a cached range, by growing a smaller
+//!   cached range with `mremap`, or by a fresh mapping.
+//! - **release**: what a free does to the pages (the [`Release`] policy) and, for ranges that
+//!   leave the cache, `munmap`.
+//! - **recycle**: unmapping resident cached ranges just before a miss maps fresh pages, so the
+//!   kernel hands those pages to the new block.
+//! - **maintenance**: decay (unmap ranges idle too long) and the pressure check (unmap the whole
+//!   cache while the kernel is reclaiming), run by the background thread or on the allocation
+//!   path at most every 10 ms.
+//!
+//! # Invariants
+//!
+//! 1. Every page of address space pagewise mapped is in exactly one place: a live block, a
+//!    cache slot (a range), or unmapped. A range taken out of the cache belongs to the thread
+//!    that took it until it hands it on (to a block, back to the cache, or to `munmap`).
+//! 2. `Stats::live_bytes` is the sum of the mapping lengths of the live blocks that came from
+//!    mappings (fallback blocks are the inner allocator's and are not counted).
+//! 3. An engine's state goes VACANT → CLAIMED (one thread configures it) → ACTIVE → VACANT
+//!    (its allocator was dropped and its cache released); only ACTIVE engines are maintained by
+//!    the background thread.
+//! 4. The allocation path never blocks, allocates or panics: every shared value is an atomic, a
+//!    busy cache slot is skipped, and a second thread that finds a read under way uses the
+//!    previous answer.
+//!
+//! Engines live in a static pool rather than inside `PageAlloc`, so that the background thread
+//! can reach them without a pointer to a value that might move or be dropped: an allocator adopts
+//! a pool engine on first use and retires it when dropped. Engine 0 is the overflow engine, used
+//! by allocators beyond the pool: it has no cache and unmaps at free.
+
+mod alloc;
+mod maintain;
+mod realloc;
+mod release;
+
+use maintain::Why;
+
+use core::ffi::CStr;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+use core::sync::atomic::{Ordering, Ordering::Relaxed};
+
+use crate::cache::Cache;
+use crate::config::{env_pressure_path, Config, DEFAULT_PRESSURE_FILE, NEVER};
+use crate::os::{self, HUGE, PAGE};
+use crate::policy::{Prefetch, Release};
+use crate::pressure::{self, Pressure};
+use crate::report;
+use crate::stats::{Counters, Stats};
+
+/// Engines in the pool, the overflow engine included.
+pub(crate) const POOL: usize = 65;
+
+/// Engine states (invariant 3).
+const VACANT: u8 = 0;
+const CLAIMED: u8 = 1;
+const ACTIVE: u8 = 2;
+
+pub(crate) struct Engine {
+    state: AtomicU8,
+    release: AtomicU8,
+    prefetch: AtomicU8,
+    background: AtomicBool,
+    /// The most bytes the cache may hold (`Config::cache`, `PAGEWISE_CACHE`).
+    cache_limit: AtomicUsize,
+    decay_ms: AtomicU64,
+    pressure_threshold: AtomicU32,
+    /// The pressure file in force (environment, code or default), resolved by `configure`.
+    pressure_file: AtomicPtr<core::ffi::c_char>,
+    last_maintenance_ms: AtomicU64,
+    /// The outcomes of the latest large allocations, newest in bit 0: 1 for a fresh mapping.
+    recent_misses: AtomicU32,
+    pub(crate) counters: Counters,
+    cache: Cache,
+    pressure: Pressure,
+}
+
+pub(crate) static ENGINES: [Engine; POOL] = [const { Engine::new() }; POOL];
+
+/// Rounds a block size to the length of its mapping: pages below 2 MiB, whole 2 MiB units from
+/// there on, so that a huge-page mapping is fully covered by huge pages and the cache sees fewer
+/// distinct lengths. Depends on the size only (never on the configuration), because `dealloc`
+/// recomputes it. `None` on overflow.
+#[inline]
+pub(crate) fn map_len(size: usize) -> Option<usize> {
+    let unit = if size >= HUGE { HUGE } else { PAGE };
+    let len = size.checked_add(unit - 1)? & !(unit - 1);
+    (len <= isize::MAX as usize).then_some(len)
+}
+
+impl Engine {
+    const fn new() -> Engine {
+        Engine {
+            state: AtomicU8::new(VACANT),
+            release: AtomicU8::new(Release::Unmap.to_u8()),
+            prefetch: AtomicU8::new(Prefetch::None.to_u8()),
+            background: AtomicBool::new(false),
+            cache_limit: AtomicUsize::new(0),
+            decay_ms: AtomicU64::new(NEVER),
+            pressure_threshold: AtomicU32::new(1000),
+            pressure_file: AtomicPtr::new(ptr::null_mut()),
+            last_maintenance_ms: AtomicU64::new(0),
+            recent_misses: AtomicU32::new(0),
+            counters: Counters::new(),
+            cache: Cache::new(),
+            pressure: Pressure::new(),
+        }
+    }
+
+    /// Adopts a vacant pool engine for a new allocator and configures it; the overflow engine
+    /// when the pool is exhausted.
+    pub(crate) fn adopt(config: &Config) -> &'static Engine {
+        crate::fork::register();
+        for e in ENGINES.iter().skip(1) {
+            if e.state.load(Relaxed) == VACANT
+                && e.state
+                    .compare_exchange(VACANT, CLAIMED, Ordering::Acquire, Relaxed)
+                    .is_ok()
+            {
+                // Counters describe this owner's activity, but the cache's byte counts describe
+                // the cache, which may still hold a range that was BUSY (in the background
+                // thread's hands) when the previous owner purged it.
+                e.counters.reset_activity();
+                e.recent_misses.store(0, Relaxed);
+                e.configure(config);
+                e.state.store(ACTIVE, Ordering::Release);
+                return e;
+            }
+        }
+        &ENGINES[0]
+    }
+
+    /// Whether this is the shared overflow engine (no cache, fixed configuration).
+    pub(crate) fn is_overflow(&self) -> bool {
+        ptr::eq(self, &ENGINES[0])
+    }
+
+    /// Gives an adopted engine back to the pool (its allocator was dropped or lost the race to
+    /// initialise), releasing its cache.
+    pub(crate) fn retire(&self) {
+        if self.is_overflow() {
+            return;
+        }
+        self.purge();
+        self.pressure.reset();
+        self.state.store(VACANT, Ordering::Release);
+    }
+
+    /// Applies a configuration (threshold excepted: that belongs to the allocator).
+    pub(crate) fn configure(&self, c: &Config) {
+        self.release.store(c.release.to_u8(), Relaxed);
+        self.prefetch.store(c.prefetch.to_u8(), Relaxed);
+        self.background.store(c.background, Relaxed);
+        self.cache_limit.store(c.cache, Relaxed);
+        self.decay_ms.store(c.decay_ms, Relaxed);
+        self.pressure_threshold.store(c.pressure_threshold, Relaxed);
+        // Environment, then code, then the default (the precedence of every setting).
+        let env = if c.use_env { env_pressure_path() } else { None };
+        let file = env.or(c.pressure_file).unwrap_or(DEFAULT_PRESSURE_FILE);
+        self.pressure_file.store(file.as_ptr().cast_mut(), Relaxed);
+        self.pressure.reset();
+    }
+
+    /// `base` with this engine's current settings (which `reconfigure` may have changed).
+    pub(crate) fn overlay(&self, mut base: Config) -> Config {
+        base.release = self.release_policy();
+        base.prefetch = self.prefetch();
+        base.background = self.background_enabled();
+        base.cache = self.cache_limit.load(Relaxed);
+        base.decay_ms = self.decay();
+        base.pressure_threshold = self.pressure_threshold.load(Relaxed);
+        base
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ACTIVE
+    }
+
+    pub(crate) fn release_policy(&self) -> Release {
+        Release::from_u8(self.release.load(Relaxed))
+    }
+
+    fn prefetch(&self) -> Prefetch {
+        Prefetch::from_u8(self.prefetch.load(Relaxed))
+    }
+
+    pub(crate) fn background_enabled(&self) -> bool {
+        self.background.load(Relaxed)
+    }
+
+    pub(crate) fn decay(&self) -> u64 {
+        self.decay_ms.load(Relaxed)
+    }
+
+    pub(crate) fn has_cached(&self) -> bool {
+        !self.cache.is_empty()
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// The pressure file in force (resolved by `configure`).
+    pub(crate) fn pressure_path(&self) -> &'static CStr {
+        let p = self.pressure_file.load(Relaxed);
+        if p.is_null() {
+            return DEFAULT_PRESSURE_FILE;
+        }
+        // SAFETY: non-null values come from a `&'static CStr` in `configure`.
+        unsafe { CStr::from_ptr(p) }
+    }
+
+    /// What an allocator does once it owns this engine: `PAGEWISE_VERBOSE` and `PAGEWISE_STATS`.
+    pub(crate) fn announce(&self, c: &Config) {
+        if c.verbose {
+            self.print_config(c);
+        }
+        if c.stats_at_exit {
+            crate::fork::print_stats_at_exit();
+        }
+    }
+
+    fn print_config(&self, c: &Config) {
+        report::verbose(
+            c,
+            self.pressure_path(),
+            if c.background {
+                "background release thread on"
+            } else {
+                "background release thread off"
+            },
+        );
+        // Read the source now (never blocks, see `pressure`), so the line says what is in force.
+        let path = self.pressure_path();
+        let threshold = self.pressure_threshold.load(Relaxed);
+        let _ = self.pressure.read_now(path, threshold, os::now_ms());
+        report::line(&pressure::Describe {
+            path,
+            status: self.pressure.status(),
+        });
+    }
+
+    /// In a `fork` child: forget slots and reads that belonged to threads that are gone.
+    pub(crate) fn after_fork_in_child(&self) {
+        self.cache.reset_busy();
+        self.pressure.after_fork();
+    }
+}
