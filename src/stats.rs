@@ -127,9 +127,12 @@ impl Counters {
         c.fetch_add(n, Relaxed);
     }
 
+    /// Subtracts from a gauge (live or cached bytes). A gauge never goes below zero: every
+    /// subtraction matches an earlier addition of the same amount.
     #[inline]
     pub(crate) fn sub(c: &AtomicU64, n: u64) {
-        c.fetch_sub(n, Relaxed);
+        let before = c.fetch_sub(n, Relaxed);
+        debug_assert!(before >= n, "gauge underflow: {before} - {n}");
     }
 
     /// A large block served by the inner allocator (see `fallback`).
