@@ -4,6 +4,7 @@
 
 mod background;
 mod cache;
+mod cgroup;
 pub mod config;
 mod engine;
 mod fallback;

@@ -429,3 +429,67 @@ mod tests {
         }
     }
 }
+
+// ---- Sequential reads of regular files (cgroup discovery, `src/cgroup.rs`). ----
+
+/// A regular file opened for one pass from start to end, with the guarantees of
+/// [`read_regular_file`] (an `O_NONBLOCK` open, an `fstat` check that it is a regular file before
+/// any read), for files that may not fit in one stack buffer: `/proc/self/mountinfo` runs to
+/// several KiB on a container host. The descriptor lives only as long as the value (one call of
+/// the caller) and is closed on drop, so nothing is kept between calls (issue #10).
+#[derive(Debug)]
+pub(crate) struct RegularFile {
+    fd: c_int,
+}
+
+impl RegularFile {
+    /// Opens `path` and checks that it is a regular file.
+    pub(crate) fn open(path: &core::ffi::CStr) -> Result<RegularFile, FileError> {
+        // SAFETY: path is NUL-terminated; the flags are those of read_regular_file (O_NONBLOCK:
+        // a FIFO without a writer cannot hang the open).
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            return Err(FileError::Open(errno()));
+        }
+        // Owned from here: dropped (closed) on every return below.
+        let file = RegularFile { fd };
+        // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fd is open and st is a valid stat to fill.
+        if unsafe { libc::fstat(file.fd, &mut st) } != 0 {
+            return Err(FileError::Read(errno()));
+        }
+        let kind = st.st_mode & libc::S_IFMT;
+        if kind != libc::S_IFREG {
+            return Err(FileError::NotRegular(kind));
+        }
+        Ok(file)
+    }
+
+    /// Reads the next bytes into `buf`; 0 at the end of the file (or if `buf` is empty).
+    pub(crate) fn read(&mut self, buf: &mut [u8]) -> Result<usize, FileError> {
+        loop {
+            // SAFETY: buf is a valid writable buffer of its length; fd is open.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = errno();
+            if e != Errno(libc::EINTR) {
+                return Err(FileError::Read(e));
+            }
+        }
+    }
+}
+
+impl Drop for RegularFile {
+    fn drop(&mut self) {
+        // SAFETY: fd was opened by RegularFile::open, is ours alone, and is closed once, here.
+        unsafe { libc::close(self.fd) };
+    }
+}
