@@ -1,9 +1,11 @@
 //! Run with: cargo bench --bench seed
 //!
-//! The seed post's experiment on raw anonymous mappings (no allocator involved): touch one byte
-//! per 4 KiB page of a fresh mapping of 1 MiB … 1 GiB with 4 KiB faults, with `MADV_HUGEPAGE`
-//! and with `MADV_POPULATE_WRITE`; release it with `MADV_DONTNEED` vs `MADV_FREE`; and write the
-//! same range again after each kind of release (the reuse case the seed never measured).
+//! The seed: the experiment of Changkun Ou's 2021 post "Performance Differences from Page Faults
+//! vs. Prefetching" (<https://changkun.de/blog/posts/page-fault-vs-prefetch>), on raw anonymous
+//! mappings (no allocator involved): touch one byte per 4 KiB page of a fresh mapping of
+//! 1 MiB … 1 GiB with 4 KiB faults, with `MADV_HUGEPAGE` and with `MADV_POPULATE_WRITE`; release
+//! it with `MADV_DONTNEED` vs `MADV_FREE`; and write the same range again after each kind of
+//! release (the reuse case the seed never measured).
 //!
 //! Mapping, advice and unmapping happen in `with_inputs` or on drop, outside the timed region,
 //! as in the seed; `sample_size = 1` keeps one mapping alive at a time.

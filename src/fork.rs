@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::ENGINES;
-use crate::{background, report};
+use crate::{background, os, report};
 
 static REGISTERED: AtomicBool = AtomicBool::new(false);
 static AT_EXIT: AtomicBool = AtomicBool::new(false);
@@ -18,8 +18,9 @@ pub(crate) fn register() {
     if REGISTERED.swap(true, Ordering::Relaxed) {
         return;
     }
-    // SAFETY: the handler is an `extern "C"` fn that never unwinds and allocates nothing.
-    unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    // If glibc refuses (out of memory), a child inherits busy marks and no background thread;
+    // nothing can be done about it from inside the allocator.
+    let _ = os::at_fork_child(child);
 }
 
 extern "C" fn child() {
@@ -35,8 +36,8 @@ pub(crate) fn print_stats_at_exit() {
     if AT_EXIT.swap(true, Ordering::Relaxed) {
         return;
     }
-    // SAFETY: the hook is an `extern "C"` fn that never unwinds.
-    unsafe { libc::atexit(print_stats) };
+    // If glibc refuses (out of memory), the statistics are not printed.
+    let _ = os::at_exit(print_stats);
 }
 
 extern "C" fn print_stats() {

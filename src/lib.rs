@@ -2,6 +2,11 @@
 #![deny(unsafe_op_in_unsafe_fn, missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "pagewise is Linux-only: it is built on mmap, mremap, madvise and /proc (see the README)"
+);
+
 mod background;
 mod cache;
 mod cgroup;

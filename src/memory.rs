@@ -35,12 +35,9 @@ impl ProcessMemory {
         let n = os::read_file(c"/proc/self/smaps_rollup", &mut buf)
             .map_err(|e| std::io::Error::from_raw_os_error(e.0))?;
         let mut m = parse_rollup(&buf[..n]);
-        // SAFETY: getrusage only writes into the struct we pass.
-        let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
-        // SAFETY: ru is a valid rusage to fill.
-        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 {
-            m.minor_faults = ru.ru_minflt as u64;
-            m.major_faults = ru.ru_majflt as u64;
+        if let Some((minor, major)) = os::rusage_faults() {
+            m.minor_faults = minor;
+            m.major_faults = major;
         }
         Ok(m)
     }

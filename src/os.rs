@@ -1,13 +1,30 @@
-//! The syscall wrappers: every `mmap`, `munmap`, `mremap`, `madvise` and `prctl` pagewise makes
-//! goes through this module, and nothing here allocates.
+//! The boundary with the operating system: every libc function pagewise calls is called in this
+//! module, behind a small documented wrapper, and nowhere else in the crate (other modules use
+//! libc's constants and types only).
 //!
-//! Contract shared by all wrappers: addresses are page-aligned, lengths are non-zero multiples of
-//! the page size, and the range is one that pagewise mapped and owns. Errors come back as
-//! [`Errno`]; the caller decides whether a failure is fatal (it never is for the allocator: it
-//! returns null or falls back).
+//! Here: the memory syscalls (`mmap`, `munmap`, `mremap`, `madvise`, `prctl` naming), the kernel
+//! feature probes, the clock, stderr, and reading small files (`/proc`, PSI) without keeping a
+//! descriptor. In [`process`]: the background thread and its signal mask, sleeping, the `fork`
+//! and exit hooks, fault counts, the process id and the environment.
+//!
+//! Contract shared by all wrappers: nothing here allocates from Rust (no `std::env`,
+//! `std::thread`, `std::fs`; buffers are the caller's or on the stack) or panics, so any wrapper
+//! may be called from inside `alloc` and `dealloc`.
+//! Errors come back as [`Errno`], `None` or `false`; the caller decides whether a failure is fatal
+//! (it never is for the allocator: it returns null, falls back, or goes without the feature).
+//! Wrappers that are safe to call are safe fns; the `unsafe` ones say what the caller guarantees.
+//!
+//! For the memory wrappers, addresses are page-aligned, lengths are non-zero multiples of the page
+//! size, and the range is one that pagewise mapped and owns.
 //!
 //! Never release memory through `posix_madvise`: glibc treats `POSIX_MADV_DONTNEED` as a no-op
 //! (posix_madvise(3)).
+
+mod process;
+
+pub(crate) use process::{
+    at_exit, at_fork_child, block_all_signals, getenv, pid, rusage_faults, sleep_ms, spawn_detached,
+};
 
 use core::ffi::c_int;
 use core::ptr;

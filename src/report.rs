@@ -82,8 +82,7 @@ pub(crate) fn config_error(e: &ConfigError) {
     let _ = e.setting().show(&mut line, &Config::DEFAULT);
     let _ = line.write_str(" in ");
     let _ = write_escaped(&mut line, program(&mut name));
-    // SAFETY: getpid has no preconditions.
-    let _ = write!(line, " (pid {})", unsafe { libc::getpid() });
+    let _ = write!(line, " (pid {})", os::pid());
     line.emit();
 }
 

@@ -1,6 +1,7 @@
-//! Kernel facts the design relies on (FACTS.md §4, §5), checked with libc only — no pagewise
-//! API. If one of these fails on a machine, the library's policies do not mean there what the
-//! documentation says they mean.
+//! Kernel facts the design relies on (how fresh pages fault, what each release advice does to a
+//! range, huge pages and `mremap`), checked with libc only — no pagewise API. If one of these
+//! fails on a machine, the library's policies do not mean there what the documentation says they
+//! mean.
 //!
 //! Fault counts come from `getrusage(RUSAGE_THREAD)` (each test runs on its own thread), memory
 //! from `/proc/self/smaps_rollup`; tests that read smaps take a process-wide lock so that the

@@ -9,8 +9,9 @@
 //! time per round is reported beside them as `cold_round_ms` (see `examples/common/worker.rs`).
 //!
 //! Writes to `--out DIR` (default `<target>/pagewise-report`): `report.csv` (medians),
-//! `runs.csv` (every run), `report.svg`, and from the seed's raw-mapping experiment `seed.csv`
-//! and `seed.svg`. Prints the tables and the issue-6 targets.
+//! `runs.csv` (every run), `report.svg`, and `seed.csv` and `seed.svg` from the seed (`seed.rs`:
+//! the raw-mapping experiment of Changkun Ou's 2021 post on page faults vs. prefetching). Prints
+//! the tables and the issue-6 targets.
 //!
 //! Options: `--quick` (smaller iteration counts, 3 repetitions, runs overlapping their settle
 //! wait, for CI), `--reps N`, `--settle-ms N` (wait before reading RSS after the work, default

@@ -1,7 +1,9 @@
-//! The seed post's experiment on raw anonymous mappings, run in-process with `libc`:
-//! touching a fresh mapping (one byte per 4 KiB page) with 4 KiB faults, with `MADV_HUGEPAGE`
-//! and with `MADV_POPULATE_WRITE`; releasing with `MADV_DONTNEED` vs `MADV_FREE`; and the case
-//! the seed never measured, the same range written again after each kind of release.
+//! The seed: the experiment of Changkun Ou's 2021 post "Performance Differences from Page Faults
+//! vs. Prefetching" (<https://changkun.de/blog/posts/page-fault-vs-prefetch>), on raw anonymous
+//! mappings, run in-process with `libc`: touching a fresh mapping (one byte per 4 KiB page) with
+//! 4 KiB faults, with `MADV_HUGEPAGE` and with `MADV_POPULATE_WRITE`; releasing with
+//! `MADV_DONTNEED` vs `MADV_FREE`; and the case the seed never measured, the same range written
+//! again after each kind of release.
 //!
 //! Like the seed, each round maps a *new* range and released ranges are not unmapped at once:
 //! they pile up, but only up to a cap (2 GiB, 512 MiB in quick mode), after which they are

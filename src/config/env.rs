@@ -1,5 +1,5 @@
-//! The `PAGEWISE_*` environment, read with `libc::getenv` (never `std::env`, which allocates) and
-//! parsed once per process, from inside `alloc` if need be.
+//! The `PAGEWISE_*` environment, read with `getenv(3)` through [`os::getenv`] (never `std::env`,
+//! which allocates) and parsed once per process, from inside `alloc` if need be.
 //!
 //! Nothing here waits: a lock or a spin could deadlock a signal handler that allocates while its
 //! thread is parsing. A thread that finds the work under way on another thread does it again for
@@ -10,19 +10,16 @@ use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 
 use super::values::MAX_PATH_LEN;
 use super::{Config, Setting, DEFAULT_PRESSURE_FILE};
+use crate::os;
 use crate::policy::{Prefetch, Release};
 use crate::report;
 
-/// `getenv` without allocating: the variable's value, if set.
+/// The variable of `setting`, if set ([`os::getenv`], which allocates nothing).
 ///
-/// The string belongs to the environment block and stays valid until the variable is changed,
+/// The string belongs to the environment block and stays valid until the environment is modified,
 /// which Rust makes `unsafe` (`std::env::set_var`); what must outlive that is copied.
 fn getenv(setting: Setting) -> Option<&'static CStr> {
-    // SAFETY: the name is a NUL-terminated string; getenv returns null or a pointer into the
-    // environment block.
-    let p = unsafe { libc::getenv(setting.var_c().as_ptr()) };
-    // SAFETY: a non-null getenv result is a NUL-terminated string (see above for its lifetime).
-    (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) })
+    os::getenv(setting.var_c())
 }
 
 /// The variable of `setting`, if set and valid.
@@ -196,7 +193,6 @@ pub(crate) fn env_pressure_file() -> Option<&'static [u8]> {
 /// copy made by the first caller and kept for the life of the process (the environment layer
 /// only checks the variable; the engine asks this first for the path in force). A caller that
 /// arrives while the copy is being written gets the environment's own string instead of waiting.
-// The engine still keeps a copy of its own; this allow goes when it calls this one instead.
 pub(crate) fn env_pressure_path() -> Option<&'static CStr> {
     const WRITING: u8 = 1;
     const SET: u8 = 2;
