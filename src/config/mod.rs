@@ -14,7 +14,8 @@
 //! accepted values, the value used instead, and the program) and ignored; programs that would
 //! rather refuse to start call [`Config::from_env`], which returns the error.
 //!
-//! The environment is read with `libc::getenv` (never `std::env`, which allocates), once, the
+//! The environment is read with `getenv(3)` (through `os::getenv`; never `std::env`, which
+//! allocates), once, the
 //! first time any allocator needs it.
 //!
 //! [`PageAlloc::with_config`]: crate::PageAlloc::with_config
@@ -36,7 +37,6 @@ mod error;
 mod values;
 
 pub use env::__reread_env_for_tests;
-// Until the engine calls env_pressure_path instead of its own copy (see its allow(dead_code)).
 pub(crate) use env::env_pressure_path;
 pub use error::ConfigError;
 pub use values::parse_size;
@@ -77,7 +77,7 @@ settings! {
     pub struct Config;
 
     /// The defaults, chosen by measurement on the development machine (see the README's policy
-    /// guide and `examples/report.rs`):
+    /// guide and `examples/report/main.rs`):
     ///
     /// - release [`Release::Retain`]: a reused block costs no syscall and no fault; the decay
     ///   below and the pressure signal give the memory back;
