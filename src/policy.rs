@@ -1,5 +1,5 @@
-//! The two choices an operator makes: how freed pages go back ([`Release`]) and how fresh pages
-//! come in ([`Prefetch`]).
+//! The choices an operator makes: how freed pages go back ([`Release`]), how fresh pages come in
+//! ([`Prefetch`]), and how much memory to stay under ([`Limit`]).
 //!
 //! Each variant's documentation states what it does to RSS and to the contents of the pages, with
 //! the kernel version it needs. The semantics are those of madvise(2):
@@ -108,7 +108,8 @@ pub enum Prefetch {
     Populate,
     /// Give blocks of 2 MiB and more a 2 MiB-aligned mapping marked `MADV_HUGEPAGE`, so that a
     /// fault brings in a whole transparent huge page (one fault per 2 MiB instead of 512). This is
-    /// what the seed post called "prefetch". Needs THP in `madvise` or `always` mode.
+    /// what Changkun Ou's 2021 post on page faults vs. prefetching called "prefetch". Needs THP in
+    /// `madvise` or `always` mode.
     HugePage,
     /// Both: an aligned `MADV_HUGEPAGE` mapping, populated at allocation.
     PopulateHugePage,
@@ -173,6 +174,39 @@ impl Prefetch {
     }
 }
 
+/// The soft limit on memory (`PAGEWISE_LIMIT`, [`Config::limit`](crate::Config::limit)): while
+/// usage is at or over it, or a fresh mapping would take it over, pagewise gives cached ranges
+/// back before mapping and caches no freed range until usage falls below it again. It never
+/// makes an allocation fail.
+///
+/// Usage is the cgroup's (`memory.current`, or `memory.usage_in_bytes` in cgroup v1) when
+/// pagewise watches one (`PAGEWISE_CGROUP`), else the process's resident memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limit {
+    /// No soft limit.
+    None,
+    /// A size in bytes.
+    Bytes(u64),
+    /// A percentage (1 to 100) of the cgroup's limit: the lower of `memory.high` and
+    /// `memory.max` in cgroup v2, `memory.limit_in_bytes` in v1. No soft limit when there is no
+    /// cgroup or it has no limit.
+    Percent(u8),
+}
+
+impl Limit {
+    /// The soft limit in bytes, given the cgroup's limit (if any).
+    pub(crate) const fn bytes(self, cgroup_limit: Option<u64>) -> Option<u64> {
+        match (self, cgroup_limit) {
+            (Limit::Bytes(b), _) => Some(b),
+            (Limit::Percent(p), Some(max)) => {
+                Some(max / 100 * p as u64 + max % 100 * p as u64 / 100)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +222,16 @@ mod tests {
         assert_eq!(Release::parse(b"munmap"), None);
         assert_eq!(Release::parse(b" free"), None);
         assert_eq!(Release::parse(b""), None);
+    }
+
+    #[test]
+    fn limit_bytes() {
+        assert_eq!(Limit::None.bytes(Some(1 << 30)), None);
+        assert_eq!(Limit::Bytes(5).bytes(None), Some(5));
+        assert_eq!(Limit::Percent(90).bytes(None), None);
+        assert_eq!(Limit::Percent(90).bytes(Some(1000)), Some(900));
+        assert_eq!(Limit::Percent(100).bytes(Some(u64::MAX)), Some(u64::MAX));
+        assert_eq!(Limit::Percent(50).bytes(Some(3)), Some(1));
     }
 
     #[test]
