@@ -13,7 +13,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::engine::ENGINES;
+use crate::engine::{ENGINES, LIMIT_POLL_MS};
 use crate::os;
 
 /// Longest sleep while something is cached: the pressure signal is read at least this often,
@@ -73,6 +73,10 @@ fn run() {
                     // the pressure signal, whichever comes first.
                     let until_due = next.map_or(u64::MAX, |due| due.saturating_sub(now) + 4);
                     sleep = sleep.min(PRESSURE_POLL_MS).min(until_due);
+                    if e.has_limit() {
+                        // The soft limit is checked more often: usage can cross it at any time.
+                        sleep = sleep.min(LIMIT_POLL_MS);
+                    }
                 }
             }
         }

@@ -26,6 +26,7 @@ pub(crate) fn register() {
 extern "C" fn child() {
     background::after_fork_in_child();
     crate::map_count::after_fork_in_child();
+    crate::cgroup::after_fork_in_child();
     for e in &ENGINES {
         e.after_fork_in_child();
     }

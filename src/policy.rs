@@ -207,6 +207,21 @@ impl Limit {
     }
 }
 
+/// Which cgroup pagewise watches for its limit, usage and pressure (`PAGEWISE_CGROUP`,
+/// [`Config::cgroup`](crate::Config::cgroup)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cgroup {
+    /// The process's own memory cgroup, found from `/proc/self/cgroup` and
+    /// `/proc/self/mountinfo` (cgroup v2, or the v1 `memory` controller).
+    Auto,
+    /// None: the soft limit, if a size, applies to the process's resident memory.
+    None,
+    /// This cgroup directory (an absolute path; v2 if it has `memory.max` or
+    /// `cgroup.controllers`, v1 if it has `memory.limit_in_bytes`).
+    Path(&'static core::ffi::CStr),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

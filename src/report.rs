@@ -2,7 +2,6 @@
 //! formatted into a stack buffer and written with one `write(2)`, so that printing never
 //! allocates (we may be the global allocator, called from inside `alloc`).
 
-use core::ffi::CStr;
 use core::fmt::{self, Write};
 
 use crate::config::{Config, ConfigError, Setting};
@@ -88,12 +87,10 @@ pub(crate) fn config_error(e: &ConfigError) {
 
 /// `PAGEWISE_VERBOSE=1`: every setting, its value and where it came from, plus the kernel
 /// features in use.
-pub(crate) fn verbose(c: &Config, pressure: &'static CStr, notes: &str) {
-    // The path in force, which the engine resolved (its environment copy comes first).
-    let shown = Config {
-        pressure_file: Some(pressure),
-        ..*c
-    };
+/// `shown` holds the values in force, the path-valued ones included (which the engine resolved:
+/// their environment copies come first).
+pub(crate) fn verbose(shown: &Config, notes: &str) {
+    let c = shown;
     let mut line = Line::new();
     let mut name = [0u8; 64];
     let _ = line.write_str("pagewise: config for ");
@@ -101,7 +98,7 @@ pub(crate) fn verbose(c: &Config, pressure: &'static CStr, notes: &str) {
     let _ = line.write_str(":");
     for &setting in Setting::ALL {
         let _ = write!(line, " {}=", setting.var());
-        let _ = setting.show(&mut line, &shown);
+        let _ = setting.show(&mut line, shown);
         let _ = write!(line, " ({})", c.source(setting).name());
     }
     line.emit();

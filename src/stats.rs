@@ -119,6 +119,10 @@ counters! {
     recycle_releases,
     /// 1 while the pressure signal is above its threshold, else 0.
     pressure_on,
+    /// The soft limit in force at the last check, in bytes; 0 for none (`PAGEWISE_LIMIT`).
+    limit_bytes,
+    /// Cached ranges released to stay under the soft limit.
+    limit_releases,
 }
 
 impl Counters {

@@ -63,8 +63,8 @@ impl fmt::Debug for PathBuf {
 
 /// A cgroup directory and its version. `Copy`, no allocation: the path lives in a fixed buffer.
 #[derive(Clone, Copy)]
-pub(crate) struct Cgroup {
-    /// The directory, then `/memory.pressure` and a NUL, so that [`Cgroup::pressure_file`] can
+pub(crate) struct CgroupDir {
+    /// The directory, then `/memory.pressure` and a NUL, so that [`CgroupDir::pressure_file`] can
     /// lend a `&CStr` out of `self`: `path[..dir_len]` is the directory.
     path: [u8; PATH_CAP],
     dir_len: usize,
@@ -72,9 +72,9 @@ pub(crate) struct Cgroup {
     origin: Origin,
 }
 
-impl Cgroup {
+impl CgroupDir {
     /// A cgroup at `dir` (absolute; trailing slashes are dropped).
-    pub(super) fn new(dir: &[u8], version: Version, origin: Origin) -> Result<Cgroup, Unknown> {
+    pub(super) fn new(dir: &[u8], version: Version, origin: Origin) -> Result<CgroupDir, Unknown> {
         let mut dir = dir;
         while dir.len() > 1 && dir.ends_with(b"/") {
             dir = &dir[..dir.len() - 1];
@@ -85,7 +85,7 @@ impl Cgroup {
         let with_pressure = PathBuf::join(dir, "memory.pressure")?;
         let mut path = [0; PATH_CAP];
         path[..with_pressure.len].copy_from_slice(with_pressure.as_bytes());
-        Ok(Cgroup {
+        Ok(CgroupDir {
             path,
             dir_len: dir.len(),
             version,
@@ -98,10 +98,12 @@ impl Cgroup {
         &self.path[..self.dir_len]
     }
 
+    #[cfg(test)]
     pub(crate) fn version(&self) -> Version {
         self.version
     }
 
+    #[cfg(test)]
     pub(crate) fn origin(&self) -> Origin {
         self.origin
     }
@@ -140,7 +142,7 @@ impl Cgroup {
 
     /// The memory limit in bytes: v2 the lower of `memory.high` and `memory.max` (`max`: none),
     /// v1 `memory.limit_in_bytes` (from [`NO_LIMIT_FROM`] on: none). `None`: no limit, or unknown
-    /// ([`Cgroup::limit_detail`] tells which).
+    /// ([`CgroupDir::limit_detail`] tells which).
     pub(crate) fn limit(&self) -> Option<u64> {
         self.limit_detail().bytes()
     }
@@ -172,13 +174,13 @@ impl Cgroup {
         Ok(path)
     }
 
-    /// [`Cgroup::pressure_file_detail`] without the reason.
+    /// [`CgroupDir::pressure_file_detail`] without the reason.
     pub(crate) fn pressure_file(&self) -> Option<&CStr> {
         self.pressure_file_detail().ok()
     }
 }
 
-impl fmt::Display for Cgroup {
+impl fmt::Display for CgroupDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = match self.version {
             Version::V1 => "v1 (memory controller)",
@@ -197,7 +199,7 @@ impl fmt::Display for Cgroup {
     }
 }
 
-impl fmt::Debug for Cgroup {
+impl fmt::Debug for CgroupDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
@@ -215,4 +217,3 @@ pub(crate) fn parse_value(text: &[u8], is_limit: bool) -> Result<Value, Unknown>
         None => Err(Unknown::Malformed),
     }
 }
-

@@ -208,7 +208,7 @@ pub(super) fn for_each_line(
 // ---- Discovery ----
 
 /// Finds the process's memory cgroup (see the module documentation).
-pub(super) fn discover(files: &impl Files) -> Result<Cgroup, Unknown> {
+pub(super) fn discover(files: &impl Files) -> Result<CgroupDir, Unknown> {
     let mut buf = [0u8; LINE_CAP];
 
     // The process's paths in the unified hierarchy and in the v1 memory hierarchy.
@@ -275,14 +275,14 @@ pub(super) fn discover(files: &impl Files) -> Result<Cgroup, Unknown> {
 
     if let Some(Ok(dir)) = &v2_dir {
         if has_memory_controller(files, dir.as_bytes()) {
-            return Cgroup::new(dir.as_bytes(), Version::V2, Origin::Discovered);
+            return CgroupDir::new(dir.as_bytes(), Version::V2, Origin::Discovered);
         }
     }
     if let Some(Ok(dir)) = &v1_dir {
-        return Cgroup::new(dir.as_bytes(), Version::V1, Origin::Discovered);
+        return CgroupDir::new(dir.as_bytes(), Version::V1, Origin::Discovered);
     }
     if let Some(Ok(dir)) = &v2_dir {
-        return Cgroup::new(
+        return CgroupDir::new(
             dir.as_bytes(),
             Version::V2,
             Origin::DiscoveredWithoutMemoryController,
@@ -329,7 +329,7 @@ pub(super) const VERSION_MARKERS: [(&str, Version); 5] = [
 /// [`VERSION_MARKERS`] file present: one that exists, even if it cannot be read (a FIFO in
 /// place of `memory.max` still says v2). None present: [`Unknown::NoMemoryFiles`], and the
 /// directory is not watched (it is looked at once, when the cgroup is resolved).
-pub(super) fn from_given(files: &impl Files, dir: &[u8]) -> Result<Cgroup, Unknown> {
+pub(super) fn from_given(files: &impl Files, dir: &[u8]) -> Result<CgroupDir, Unknown> {
     for (name, version) in VERSION_MARKERS {
         let mut path = PathBuf::join(dir, name)?;
         let present = match files.open(path.as_cstr()) {
@@ -337,9 +337,8 @@ pub(super) fn from_given(files: &impl Files, dir: &[u8]) -> Result<Cgroup, Unkno
             Err(FileError::Open(Errno(e))) => e == libc::EACCES || e == libc::EPERM,
         };
         if present {
-            return Cgroup::new(dir, version, Origin::Given(name));
+            return CgroupDir::new(dir, version, Origin::Given(name));
         }
     }
     Err(Unknown::NoMemoryFiles)
 }
-

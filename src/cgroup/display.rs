@@ -73,12 +73,12 @@ impl fmt::Display for Limit {
         match self.source() {
             Some(r) => write!(
                 f,
-                "limit {} from {}",
+                "limit: {} from {}",
                 Size(r.bytes().unwrap_or(0)),
                 r.knob.file_name()
             )?,
-            None if self.is_unset() => f.write_str("no limit")?,
-            None => f.write_str("limit unknown")?,
+            None if self.is_unset() => f.write_str("limit: none")?,
+            None => f.write_str("limit: unknown")?,
         }
         let mut sep = " (";
         for r in self.readings.iter().flatten() {
@@ -153,4 +153,3 @@ impl fmt::Display for ErrnoText {
         f.write_str(name)
     }
 }
-

@@ -71,18 +71,15 @@
 //! reason says that long lines were skipped). Docker's overlay root mount is such a line; cgroup
 //! lines are short.
 
-// Wired in by the engine in the next commit.
-#![allow(dead_code)]
-
 mod dir;
 mod discover;
 mod display;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use dir::{parse_value, Cgroup, PathBuf};
-pub(crate) use display::Size;
+pub(crate) use dir::{CgroupDir, PathBuf};
 use discover::{discover, from_given, Os};
+pub(crate) use display::Size;
 
 use core::cell::UnsafeCell;
 use core::ffi::CStr;
@@ -111,16 +108,8 @@ pub(crate) const LINE_CAP: usize = 2048;
 /// no limit in practice, so the same rule applies to v2's numbers (v2 writes `max` instead).
 pub(crate) const NO_LIMIT_FROM: u64 = 1 << 62;
 
-/// `PAGEWISE_CGROUP`: which cgroup to watch (parsed by the configuration).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum CgroupSetting {
-    /// The process's own cgroup, found from `/proc/self/cgroup` and `/proc/self/mountinfo`.
-    Auto,
-    /// No cgroup.
-    None,
-    /// This cgroup directory (an absolute path).
-    Path(&'static CStr),
-}
+/// `PAGEWISE_CGROUP`: which cgroup to watch (the public [`crate::Cgroup`]).
+pub(crate) use crate::policy::Cgroup as CgroupSetting;
 
 /// The cgroup interface version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,7 +262,7 @@ impl Limit {
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Resolution {
     /// This cgroup.
-    Found(&'static Cgroup),
+    Found(&'static CgroupDir),
     /// `PAGEWISE_CGROUP=none`.
     Off,
     /// No cgroup could be found, for this reason (final).
@@ -284,7 +273,7 @@ pub(crate) enum Resolution {
 
 impl Resolution {
     /// The cgroup, if one was found.
-    pub(crate) fn cgroup(self) -> Option<&'static Cgroup> {
+    pub(crate) fn cgroup(self) -> Option<&'static CgroupDir> {
         match self {
             Resolution::Found(c) => Some(c),
             _ => None,
@@ -306,7 +295,7 @@ const READY: u8 = 2;
 #[derive(Clone, Copy)]
 struct Outcome {
     key: PathBuf,
-    result: Result<Cgroup, Unknown>,
+    result: Result<CgroupDir, Unknown>,
 }
 
 /// One resolution, published once: `outcome` is written by the one thread that moved `state`
@@ -338,7 +327,7 @@ impl Slot {
     fn resolve(
         &'static self,
         key: &[u8],
-        find: impl FnOnce() -> Result<Cgroup, Unknown>,
+        find: impl FnOnce() -> Result<CgroupDir, Unknown>,
     ) -> Resolution {
         match self
             .state
@@ -402,16 +391,9 @@ pub(crate) fn resolution(setting: CgroupSetting) -> Resolution {
     }
 }
 
-/// [`resolution`]'s cgroup, if one was found: `None` for none, unknown, and not yet known
-/// ([`Resolution::Pending`]; a caller must not keep that `None` for good).
-pub(crate) fn resolve(setting: CgroupSetting) -> Option<&'static Cgroup> {
-    resolution(setting).cgroup()
-}
-
 /// In a fork child: a resolution interrupted by the fork belonged to a thread that is gone, so
 /// the next call resolves again.
 pub(crate) fn after_fork_in_child() {
     AUTO.after_fork();
     GIVEN.after_fork();
 }
-

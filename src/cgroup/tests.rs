@@ -88,8 +88,7 @@ fn systemd_v2() {
     );
     let scope = "/user.slice/user-1000.slice/user@1000.service/app.slice/app-foo.scope";
     let dir = format!("/sys/fs/cgroup{scope}");
-    let controllers: &'static str =
-        Box::leak(format!("{dir}/cgroup.controllers").into_boxed_str());
+    let controllers: &'static str = Box::leak(format!("{dir}/cgroup.controllers").into_boxed_str());
     let cgroup = format!("0::{scope}\n");
     assert_eq!(
         discover_in(&[
@@ -150,8 +149,7 @@ fn k8s_v2_nested() {
     let cgroup = format!("0::{pod}/cri-containerd-9f8e.scope\n");
     // Mounted whole (no cgroup namespace)...
     let dir = format!("/sys/fs/cgroup{pod}/cri-containerd-9f8e.scope");
-    let controllers: &'static str =
-        Box::leak(format!("{dir}/cgroup.controllers").into_boxed_str());
+    let controllers: &'static str = Box::leak(format!("{dir}/cgroup.controllers").into_boxed_str());
     let all = "cpuset cpu io memory hugetlb pids rdma misc\n";
     let whole = "30 22 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
     assert_eq!(
@@ -269,8 +267,7 @@ fn garbage_empty_and_missing_files_give_unknown() {
 #[test]
 fn a_cgroup_outside_the_mount_root_is_unknown() {
     let cgroup = "10:memory:/other\n";
-    let mountinfo =
-        "655 650 0:30 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n";
+    let mountinfo = "655 650 0:30 /docker/abc /sys/fs/cgroup/memory ro - cgroup cgroup rw,memory\n";
     assert_eq!(
         discover_in(&[(CGROUP, cgroup), (MOUNTINFO, mountinfo)]),
         Err(Unknown::OutsideMount)
@@ -553,7 +550,7 @@ impl TempDir {
         std::fs::create_dir(self.path(name)).unwrap();
     }
 
-    fn given(&self) -> Cgroup {
+    fn given(&self) -> CgroupDir {
         from_given(&Os, self.bytes()).unwrap()
     }
 }
@@ -592,7 +589,7 @@ fn fake_v2_directory_rewritten_between_reads() {
     assert!(cg.limit_detail().is_unset());
     assert_eq!(
         cg.limit_detail().to_string(),
-        "no limit (memory.max: no limit, memory.high: no limit)"
+        "limit: none (memory.max: no limit, memory.high: no limit)"
     );
     assert_eq!(cg.usage(), Some(1234));
 
@@ -603,7 +600,7 @@ fn fake_v2_directory_rewritten_between_reads() {
     assert_eq!(cg.limit(), Some(512 << 20));
     assert_eq!(
         cg.limit_detail().to_string(),
-        "limit 512 MiB from memory.max (memory.max: 512 MiB, memory.high: 1 GiB)"
+        "limit: 512 MiB from memory.max (memory.max: 512 MiB, memory.high: 1 GiB)"
     );
     // Equal: the hard limit is named.
     d.write("memory.high", "536870912\n");
@@ -620,7 +617,7 @@ fn fake_v2_directory_rewritten_between_reads() {
     assert!(!cg.limit_detail().is_unset());
     assert_eq!(
         cg.limit_detail().to_string(),
-        "limit unknown (memory.max: holds no number of bytes, memory.high: cannot be opened \
+        "limit: unknown (memory.max: holds no number of bytes, memory.high: cannot be opened \
          (ENOENT, no such file))"
     );
     // Replaced by a rename: the new file is read.
@@ -687,7 +684,7 @@ fn fake_v1_directory_rewritten_between_reads() {
     assert_eq!(cg.limit(), Some(256 << 20));
     assert_eq!(
         cg.limit_detail().to_string(),
-        "limit 256 MiB from memory.limit_in_bytes (memory.limit_in_bytes: 256 MiB)"
+        "limit: 256 MiB from memory.limit_in_bytes (memory.limit_in_bytes: 256 MiB)"
     );
     d.write("memory.limit_in_bytes", "9223372036854710272\n");
     assert_eq!(cg.limit(), None);
@@ -747,8 +744,8 @@ fn leaked_slot() -> &'static Slot {
     Box::leak(Box::new(Slot::new()))
 }
 
-fn a_cgroup(dir: &str) -> Result<Cgroup, Unknown> {
-    Cgroup::new(dir.as_bytes(), Version::V2, Origin::Given("memory.max"))
+fn a_cgroup(dir: &str) -> Result<CgroupDir, Unknown> {
+    CgroupDir::new(dir.as_bytes(), Version::V2, Origin::Given("memory.max"))
 }
 
 #[test]
@@ -797,7 +794,7 @@ fn a_thread_that_finds_the_resolution_under_way_does_not_wait() {
                     std::thread::sleep(Duration::from_millis(50));
                     a_cgroup("/r")
                 });
-                r.cgroup().map(|c| c as *const Cgroup as usize)
+                r.cgroup().map(|c| c as *const CgroupDir as usize)
             })
         })
         .collect();
@@ -808,7 +805,7 @@ fn a_thread_that_finds_the_resolution_under_way_does_not_wait() {
         .cgroup()
         .unwrap();
     for a in answers.into_iter().flatten() {
-        assert_eq!(a, found as *const Cgroup as usize);
+        assert_eq!(a, found as *const CgroupDir as usize);
     }
 }
 
@@ -834,10 +831,10 @@ fn resolves_settings() {
             .unwrap()
             .into_boxed_c_str(),
     );
-    let cg = resolve(CgroupSetting::Path(path)).unwrap();
+    let cg = resolution(CgroupSetting::Path(path)).cgroup().unwrap();
     assert_eq!(cg.version(), Version::V2);
     assert!(core::ptr::eq(
-        resolve(CgroupSetting::Path(path)).unwrap(),
+        resolution(CgroupSetting::Path(path)).cgroup().unwrap(),
         cg
     ));
     // Rewritten while "the program runs": the static cgroup reads the files afresh.
@@ -915,7 +912,10 @@ fn finds_this_process_cgroup() {
         let usage = usage.bytes().expect("usage readable");
         assert!(usage > 0 && usage < 1 << 50, "{usage}");
     }
-    assert!(core::ptr::eq(resolve(CgroupSetting::Auto).unwrap(), cg));
+    assert!(core::ptr::eq(
+        resolution(CgroupSetting::Auto).cgroup().unwrap(),
+        cg
+    ));
     let start = std::time::Instant::now();
     let again = discover(&Os).unwrap();
     eprintln!("this process: discovery again took {:?}", start.elapsed());
@@ -949,7 +949,7 @@ fn shows_sizes_and_reasons() {
         .to_string(),
         "memory.high: cannot be read (EOPNOTSUPP, PSI disabled here)"
     );
-    let cg = Cgroup::new(b"/sys/fs/cgroup/a b", Version::V1, Origin::Discovered).unwrap();
+    let cg = CgroupDir::new(b"/sys/fs/cgroup/a b", Version::V1, Origin::Discovered).unwrap();
     assert_eq!(
         cg.to_string(),
         "cgroup v1 (memory controller) /sys/fs/cgroup/a b (from /proc/self/cgroup and \

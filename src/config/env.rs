@@ -11,7 +11,7 @@ use core::sync::atomic::{AtomicU16, AtomicU64, AtomicU8, Ordering};
 use super::values::MAX_PATH_LEN;
 use super::{Config, Setting, DEFAULT_PRESSURE_FILE};
 use crate::os;
-use crate::policy::{Prefetch, Release};
+use crate::policy::{Cgroup, Limit, Prefetch, Release};
 use crate::report;
 
 /// The variable of `setting`, if set ([`os::getenv`], which allocates nothing).
@@ -112,6 +112,24 @@ impl Word for Release {
     }
 }
 
+impl Word for Limit {
+    fn to_word(self) -> u64 {
+        // The kind in the low two bits; sizes past 2^62 bytes are no limit in practice.
+        match self {
+            Limit::None => 0,
+            Limit::Bytes(b) => b.min(u64::MAX >> 2) << 2 | 1,
+            Limit::Percent(p) => u64::from(p) << 2 | 2,
+        }
+    }
+    fn from_word(word: u64) -> Limit {
+        match word & 3 {
+            1 => Limit::Bytes(word >> 2),
+            2 => Limit::Percent((word >> 2) as u8),
+            _ => Limit::None,
+        }
+    }
+}
+
 impl Word for Prefetch {
     fn to_word(self) -> u64 {
         self.to_u8().into()
@@ -184,50 +202,78 @@ pub fn __reread_env_for_tests() {
     PUBLISHED.state.store(UNREAD, Ordering::Release);
 }
 
-/// The raw value of `PAGEWISE_PRESSURE_FILE`, if set and valid.
-pub(crate) fn env_pressure_file() -> Option<&'static [u8]> {
-    valid_value(Setting::PressureFile).map(CStr::to_bytes)
+/// `PAGEWISE_PRESSURE_FILE`, if set and valid, as a `'static` string that `setenv` cannot free
+/// (see [`EnvCopy`]); the engine asks this first for the path in force.
+pub(crate) fn env_pressure_path() -> Option<&'static CStr> {
+    static COPY: EnvCopy = EnvCopy::new();
+    COPY.get(Setting::PressureFile)
 }
 
-/// `PAGEWISE_PRESSURE_FILE`, if set and valid, as a `'static` string that `setenv` cannot free: a
-/// copy made by the first caller and kept for the life of the process (the environment layer
-/// only checks the variable; the engine asks this first for the path in force). A caller that
-/// arrives while the copy is being written gets the environment's own string instead of waiting.
-pub(crate) fn env_pressure_path() -> Option<&'static CStr> {
-    const WRITING: u8 = 1;
-    const SET: u8 = 2;
-    const UNSET: u8 = 3;
-    static STATE: AtomicU8 = AtomicU8::new(UNREAD);
-    static COPY: [AtomicU8; MAX_PATH_LEN + 1] = [const { AtomicU8::new(0) }; MAX_PATH_LEN + 1];
-    match STATE.compare_exchange(UNREAD, WRITING, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {
-            let Some(path) = env_pressure_file() else {
-                STATE.store(UNSET, Ordering::Release);
-                return None;
-            };
-            // `is_pressure_file` bounds the length, so the NUL after the path fits too.
-            for (slot, &byte) in COPY.iter().zip(path.iter().chain(&[0])) {
-                slot.store(byte, Ordering::Relaxed);
-            }
-            STATE.store(SET, Ordering::Release);
-            Some(frozen_cstr(&COPY))
-        }
-        Err(SET) => Some(frozen_cstr(&COPY)),
-        Err(UNSET) => None,
-        Err(_) => {
-            env_pressure_file()?;
-            getenv(Setting::PressureFile)
-        }
+/// `PAGEWISE_CGROUP`, if set and valid, with a path as a `'static` copy (see [`EnvCopy`]).
+pub(crate) fn env_cgroup() -> Option<Cgroup> {
+    static COPY: EnvCopy = EnvCopy::new();
+    let value = valid_value(Setting::Cgroup)?.to_bytes();
+    if value.eq_ignore_ascii_case(b"auto") {
+        Some(Cgroup::Auto)
+    } else if value.eq_ignore_ascii_case(b"none") {
+        Some(Cgroup::None)
+    } else {
+        COPY.get(Setting::Cgroup).map(Cgroup::Path)
     }
 }
 
-/// The string in a buffer that is never written again.
-fn frozen_cstr(buf: &'static [AtomicU8; MAX_PATH_LEN + 1]) -> &'static CStr {
-    // SAFETY: AtomicU8 has the size, alignment and bit validity of u8. The caller saw the
-    // buffer's state become SET (Acquire), after which nothing writes to it, so plain reads race
-    // with no write.
-    let bytes: &'static [u8; MAX_PATH_LEN + 1] = unsafe { &*buf.as_ptr().cast() };
-    CStr::from_bytes_until_nul(bytes).unwrap_or(DEFAULT_PRESSURE_FILE)
+/// A copy of a path-valued variable, made by the first caller and kept for the life of the
+/// process: the environment layer only checks such variables, and their consumers need a string
+/// that a later `setenv` cannot free. A caller that arrives while the copy is being written gets
+/// the environment's own string instead of waiting.
+struct EnvCopy {
+    state: AtomicU8,
+    bytes: [AtomicU8; MAX_PATH_LEN + 1],
+}
+
+impl EnvCopy {
+    const fn new() -> EnvCopy {
+        EnvCopy {
+            state: AtomicU8::new(UNREAD),
+            bytes: [const { AtomicU8::new(0) }; MAX_PATH_LEN + 1],
+        }
+    }
+
+    fn get(&'static self, setting: Setting) -> Option<&'static CStr> {
+        const WRITING: u8 = 1;
+        const SET: u8 = 2;
+        const UNSET: u8 = 3;
+        match self
+            .state
+            .compare_exchange(UNREAD, WRITING, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                let Some(path) = valid_value(setting) else {
+                    self.state.store(UNSET, Ordering::Release);
+                    return None;
+                };
+                // The check functions bound the length, so the NUL after the path fits too.
+                let with_nul = path.to_bytes_with_nul();
+                for (slot, &byte) in self.bytes.iter().zip(with_nul) {
+                    slot.store(byte, Ordering::Relaxed);
+                }
+                self.state.store(SET, Ordering::Release);
+                Some(self.frozen())
+            }
+            Err(SET) => Some(self.frozen()),
+            Err(UNSET) => None,
+            Err(_) => valid_value(setting),
+        }
+    }
+
+    /// The string in a buffer that is never written again.
+    fn frozen(&'static self) -> &'static CStr {
+        // SAFETY: AtomicU8 has the size, alignment and bit validity of u8. The caller saw the
+        // state become SET (Acquire), after which nothing writes to the buffer, so plain reads
+        // race with no write.
+        let bytes: &'static [u8; MAX_PATH_LEN + 1] = unsafe { &*self.bytes.as_ptr().cast() };
+        CStr::from_bytes_until_nul(bytes).unwrap_or(DEFAULT_PRESSURE_FILE)
+    }
 }
 
 #[cfg(test)]
@@ -280,12 +326,15 @@ mod tests {
             return;
         }
         std::env::set_var(var, "/tmp/pagewise-unit-psi");
-        assert_eq!(env_pressure_file(), Some(&b"/tmp/pagewise-unit-psi"[..]));
+        assert_eq!(
+            valid_value(Setting::PressureFile).map(CStr::to_bytes),
+            Some(&b"/tmp/pagewise-unit-psi"[..])
+        );
         let copy = env_pressure_path().expect("set and valid");
         assert_eq!(copy, c"/tmp/pagewise-unit-psi");
         std::env::remove_var(var);
         assert_eq!(getenv(Setting::PressureFile), None);
-        assert_eq!(env_pressure_file(), None);
+        assert_eq!(valid_value(Setting::PressureFile), None);
         let again = env_pressure_path().expect("the copy stays");
         assert_eq!(again.as_ptr(), copy.as_ptr());
         assert_eq!(again, c"/tmp/pagewise-unit-psi");

@@ -27,7 +27,7 @@
 use core::ffi::CStr;
 use core::fmt;
 
-use crate::policy::{Prefetch, Release};
+use crate::policy::{Cgroup, Limit, Prefetch, Release};
 
 #[macro_use]
 mod table;
@@ -37,13 +37,14 @@ mod error;
 mod values;
 
 pub use env::__reread_env_for_tests;
-pub(crate) use env::env_pressure_path;
+pub(crate) use env::{env_cgroup, env_pressure_path};
 pub use error::ConfigError;
 pub use values::parse_size;
+pub(crate) use values::show_limit;
 use values::{
-    at_least_one_page, is_pressure_file, never_if_none, none_if_never, parse_bool, parse_cache,
-    parse_decay, parse_percent, parse_threshold, show_bool, show_decay, show_path, show_percent,
-    show_prefetch, show_release, show_size,
+    at_least_one_page, is_cgroup, is_pressure_file, never_if_none, none_if_never, parse_bool,
+    parse_cache, parse_decay, parse_limit, parse_percent, parse_threshold, show_bool, show_cgroup,
+    show_decay, show_path, show_percent, show_prefetch, show_release, show_size,
 };
 
 /// One KiB, GiB in bytes; used by the defaults below.
@@ -173,6 +174,31 @@ settings! {
         set: pressure_file(path: &'static CStr) => Some,
     }
 
+    /// Which cgroup to watch for the limit, usage and pressure ([`Cgroup`]).
+    Cgroup {
+        var: "PAGEWISE_CGROUP",
+        accepted: "auto, none, or an absolute path of a cgroup directory of at most 255 bytes",
+        field: cgroup: Cgroup = Cgroup::Auto,
+        check: is_cgroup,
+        show: show_cgroup,
+        set: cgroup(cgroup: Cgroup),
+        /// The cgroup setting given in code (the environment's is applied by the allocator).
+        get: get_cgroup -> Cgroup,
+    }
+
+    /// The soft limit ([`Limit`]): cached memory is given back, and freed memory not cached,
+    /// while usage is at or over it.
+    Limit {
+        var: "PAGEWISE_LIMIT",
+        accepted: "a size like 6G, a percentage of the cgroup's limit from 1% to 100% like 90%, or none",
+        field: limit: Limit = Limit::Percent(90),
+        parse: parse_limit,
+        show: show_limit,
+        set: limit(limit: Limit),
+        /// The soft limit setting.
+        get: get_limit -> Limit,
+    }
+
     /// Pressure is "on" while memory stalls (PSI `some`, over the last interval or `avg10`) reach
     /// this share of time, in hundredths of a percent (1000 = 10%); the variable takes percent.
     PressureThreshold {
@@ -291,6 +317,8 @@ mod tests {
             .decay_ms(None)
             .background(false)
             .pressure_file(c"/tmp/psi")
+            .cgroup(Cgroup::Path(c"/sys/fs/cgroup/app"))
+            .limit(Limit::Bytes(6 << 30))
             .pressure_threshold_centi_percent(250)
             .verbose(true)
             .stats_at_exit(true)
@@ -343,7 +371,8 @@ mod tests {
             line.join(" "),
             "PAGEWISE_RELEASE=retain PAGEWISE_PREFETCH=hugepage PAGEWISE_THRESHOLD=256K \
              PAGEWISE_CACHE=1G PAGEWISE_DECAY_MS=1000 PAGEWISE_BACKGROUND=1 \
-             PAGEWISE_PRESSURE_FILE=/proc/pressure/memory PAGEWISE_PRESSURE_THRESHOLD=10.00% \
+             PAGEWISE_PRESSURE_FILE=/proc/pressure/memory PAGEWISE_CGROUP=auto PAGEWISE_LIMIT=90% \
+             PAGEWISE_PRESSURE_THRESHOLD=10.00% \
              PAGEWISE_VERBOSE=0 PAGEWISE_STATS=0"
         );
     }

@@ -9,7 +9,7 @@ use core::fmt::{self, Write};
 
 use super::decimal::{parse_fixed, parse_u64, split_digits};
 use super::{Config, DEFAULT_PRESSURE_FILE, NEVER};
-use crate::policy::{Prefetch, Release};
+use crate::policy::{Cgroup, Limit, Prefetch, Release};
 use crate::report;
 
 /// The longest pressure file path accepted (the copy kept of it has a fixed size).
@@ -88,6 +88,44 @@ pub(crate) fn parse_percent(s: &[u8]) -> Option<u32> {
 /// A pressure file: an absolute path that fits the copy kept of it (see `env_pressure_path`).
 pub(crate) fn is_pressure_file(s: &[u8]) -> bool {
     s.first() == Some(&b'/') && s.len() <= MAX_PATH_LEN
+}
+
+/// `PAGEWISE_LIMIT`: `none`, a percentage of the cgroup's limit from 1% to 100% (`90%`), or a
+/// size as [`parse_size`] reads it (`6G`).
+pub(crate) fn parse_limit(s: &[u8]) -> Option<Limit> {
+    if s.eq_ignore_ascii_case(b"none") {
+        return Some(Limit::None);
+    }
+    if let Some(percent) = s.strip_suffix(b"%") {
+        let p = parse_u64(percent)?;
+        return (1..=100).contains(&p).then_some(Limit::Percent(p as u8));
+    }
+    parse_size(s).map(Limit::Bytes)
+}
+
+pub(crate) fn show_limit(f: &mut dyn Write, limit: Limit) -> fmt::Result {
+    match limit {
+        Limit::None => f.write_str("none"),
+        Limit::Percent(p) => write!(f, "{p}%"),
+        Limit::Bytes(b) => match usize::try_from(b) {
+            Ok(b) => show_size(f, b),
+            Err(_) => write!(f, "{b}"),
+        },
+    }
+}
+
+/// `PAGEWISE_CGROUP`: `auto`, `none`, or an absolute path that fits the copy kept of it (see
+/// `env_cgroup`).
+pub(crate) fn is_cgroup(s: &[u8]) -> bool {
+    s.eq_ignore_ascii_case(b"auto") || s.eq_ignore_ascii_case(b"none") || is_pressure_file(s)
+}
+
+pub(crate) fn show_cgroup(f: &mut dyn Write, cgroup: Cgroup) -> fmt::Result {
+    match cgroup {
+        Cgroup::Auto => f.write_str("auto"),
+        Cgroup::None => f.write_str("none"),
+        Cgroup::Path(p) => report::write_escaped(f, p.to_bytes()),
+    }
 }
 
 pub(crate) fn show_release(f: &mut dyn Write, release: Release) -> fmt::Result {

@@ -123,6 +123,8 @@ impl Engine {
     /// Step 3: a fresh mapping, or null.
     fn map_fresh_block(&self, b: &Block) -> *mut u8 {
         self.note_outcome(true);
+        // Under a soft limit, cached memory goes back first rather than the process growing.
+        self.enforce_limit(b.len as u64, os::now_ms());
         let prefetch = self.prefetch();
         let mut p = self.fresh(b.len, b.align, prefetch);
         if p.is_null() && !self.cache.is_empty() {

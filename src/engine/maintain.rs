@@ -21,6 +21,8 @@ pub(crate) enum Why {
     Purge,
     /// A miss is about to map fresh pages (see `Engine::recycle`).
     Recycle,
+    /// Usage is at or over the soft limit, or a fresh mapping would take it over.
+    Limit,
 }
 
 impl Engine {
@@ -50,6 +52,7 @@ impl Engine {
         if self.cache.is_empty() {
             return None;
         }
+        self.enforce_limit(0, now);
         if self.pressure_on(now) {
             self.release_cache(Why::Pressure);
             return None;
@@ -111,6 +114,7 @@ impl Engine {
             Why::Pressure => &c.pressure_releases,
             Why::Purge => &c.purge_releases,
             Why::Recycle => &c.recycle_releases,
+            Why::Limit => &c.limit_releases,
         };
         Counters::add(counter, 1);
         self.uncount_cached(&r);

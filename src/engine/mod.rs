@@ -47,10 +47,12 @@
 //! by allocators beyond the pool: it has no cache and unmaps at free.
 
 mod alloc;
+mod limit;
 mod maintain;
 mod realloc;
 mod release;
 
+pub(crate) use limit::LIMIT_POLL_MS;
 use maintain::Why;
 
 use core::ffi::CStr;
@@ -59,7 +61,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, 
 use core::sync::atomic::{Ordering, Ordering::Relaxed};
 
 use crate::cache::Cache;
-use crate::config::{env_pressure_path, Config, DEFAULT_PRESSURE_FILE, NEVER};
+use crate::config::{env_cgroup, env_pressure_path, Config, DEFAULT_PRESSURE_FILE, NEVER};
 use crate::os::{self, HUGE, PAGE};
 use crate::policy::{Prefetch, Release};
 use crate::pressure::{self, Pressure};
@@ -91,6 +93,7 @@ pub(crate) struct Engine {
     pub(crate) counters: Counters,
     cache: Cache,
     pressure: Pressure,
+    limit: limit::SoftLimit,
 }
 
 pub(crate) static ENGINES: [Engine; POOL] = [const { Engine::new() }; POOL];
@@ -122,6 +125,7 @@ impl Engine {
             counters: Counters::new(),
             cache: Cache::new(),
             pressure: Pressure::new(),
+            limit: limit::SoftLimit::new(),
         }
     }
 
@@ -172,9 +176,15 @@ impl Engine {
         self.cache_limit.store(c.cache, Relaxed);
         self.decay_ms.store(c.decay_ms, Relaxed);
         self.pressure_threshold.store(c.pressure_threshold, Relaxed);
-        // Environment, then code, then the default (the precedence of every setting).
+        // Environment, then code, then the default (the precedence of every setting). The
+        // cgroup's memory.pressure (v2) is the default pressure file where there is one.
+        let cgroup = c.use_env.then(env_cgroup).flatten().unwrap_or(c.cgroup);
+        self.limit.configure(c.limit, cgroup);
         let env = if c.use_env { env_pressure_path() } else { None };
-        let file = env.or(c.pressure_file).unwrap_or(DEFAULT_PRESSURE_FILE);
+        let file = env
+            .or(c.pressure_file)
+            .or_else(|| self.limit.cgroup().and_then(|g| g.pressure_file()))
+            .unwrap_or(DEFAULT_PRESSURE_FILE);
         self.pressure_file.store(file.as_ptr().cast_mut(), Relaxed);
         self.pressure.reset();
     }
@@ -187,6 +197,7 @@ impl Engine {
         base.cache = self.cache_limit.load(Relaxed);
         base.decay_ms = self.decay();
         base.pressure_threshold = self.pressure_threshold.load(Relaxed);
+        base.limit = self.limit.limit_setting();
         base
     }
 
@@ -212,6 +223,12 @@ impl Engine {
 
     pub(crate) fn has_cached(&self) -> bool {
         !self.cache.is_empty()
+    }
+
+    /// Whether a soft limit is in force (the background thread then checks it every
+    /// [`LIMIT_POLL_MS`] while something is cached).
+    pub(crate) fn has_limit(&self) -> bool {
+        self.limit.bytes() != 0
     }
 
     /// A snapshot of the counters.
@@ -240,22 +257,40 @@ impl Engine {
     }
 
     fn print_config(&self, c: &Config) {
+        let path = self.pressure_path();
+        let shown = Config {
+            pressure_file: Some(path),
+            cgroup: self.limit.cgroup_setting(),
+            ..*c
+        };
         report::verbose(
-            c,
-            self.pressure_path(),
+            &shown,
             if c.background {
                 "background release thread on"
             } else {
                 "background release thread off"
             },
         );
-        // Read the source now (never blocks, see `pressure`), so the line says what is in force.
-        let path = self.pressure_path();
+        // Read the sources now (never blocking, see `pressure` and `cgroup`), so that the lines
+        // say what is in force.
+        let now = os::now_ms();
         let threshold = self.pressure_threshold.load(Relaxed);
-        let _ = self.pressure.read_now(path, threshold, os::now_ms());
+        let _ = self.pressure.read_now(path, threshold, now);
         report::line(&pressure::Describe {
             path,
             status: self.pressure.status(),
+        });
+        let (_, soft) = self.limit.state(now);
+        let usage = match self.limit.cgroup() {
+            Some(g) => g.usage(),
+            None => os::resident_bytes(),
+        };
+        report::line(&limit::Describe {
+            cgroup: crate::cgroup::resolution(self.limit.cgroup_setting()),
+            setting: self.limit.limit_setting(),
+            from: c.source(crate::config::Setting::Limit),
+            soft,
+            usage,
         });
     }
 

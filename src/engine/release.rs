@@ -40,6 +40,28 @@ impl Engine {
             });
             return;
         }
+        if self.over_limit(now) {
+            // Over the soft limit nothing more is cached: `adaptive` keeps the range with its
+            // pages dropped, the other policies give it back.
+            if policy == Release::Adaptive {
+                let pages = self.advise_dontneed(addr, len);
+                self.make_room(len, limit);
+                self.cache_range(Range {
+                    addr,
+                    len,
+                    pages,
+                    since_ms: now,
+                });
+            } else {
+                self.unmap_range(&Range {
+                    addr,
+                    len,
+                    pages: Pages::Resident,
+                    since_ms: now,
+                });
+            }
+            return;
+        }
         let pages = self.apply_policy(policy, addr, len, now);
         self.make_room(len, limit);
         self.cache_range(Range {
