@@ -29,7 +29,7 @@ use std::alloc::System;
 
 pub use config::{parse_size, Config, ConfigError};
 pub use memory::ProcessMemory;
-pub use policy::{Prefetch, Release};
+pub use policy::{Cgroup, Limit, Prefetch, Release};
 pub use stats::Stats;
 
 use engine::Engine;

@@ -70,7 +70,11 @@ impl Engine {
             pages,
             since_ms: now,
         });
-        if self.background_enabled() && (self.decay() != NEVER || policy == Release::Adaptive) {
+        // The background thread applies decay, the pressure signal under `adaptive`, and the
+        // soft limit, even when the program allocates nothing more.
+        if self.background_enabled()
+            && (self.decay() != NEVER || policy == Release::Adaptive || self.has_limit())
+        {
             background::ensure_started();
         }
     }

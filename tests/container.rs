@@ -1,0 +1,393 @@
+//! Containers (issue #13): the cgroup pagewise finds, and the soft limit.
+//!
+//! - The real cgroup of this process (cgroup v1 `memory` on the development machine) as verbose
+//!   reports it, checked against `/proc/self/cgroup`. Nothing here creates, moves or writes a
+//!   real cgroup.
+//! - Fake v2 and v1 cgroup directories (`Cgroup::Path`) whose files the test rewrites while the
+//!   allocator runs: cached memory goes back soon after usage crosses the soft limit, frees are
+//!   not cached while over it, the cache serves again once usage falls; `limit_bytes` and
+//!   `limit_releases`; pressure from the fake `memory.pressure`; garbage and missing files.
+//! - A soft limit in bytes (no cgroup: it applies to the process's RSS) on a random-size
+//!   workload keeps the peak under the limit + 32 MiB.
+//!
+//! A process watches one given cgroup directory at most, so each fake directory is used by its
+//! own child process.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use pagewise::{Cgroup, Config, Limit, PageAlloc, Prefetch, Release};
+
+const CALM: &str = "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n\
+                    full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+const BUSY: &str = "some avg10=90.00 avg60=90.00 avg300=90.00 total=900000000\n\
+                    full avg10=80.00 avg60=80.00 avg300=80.00 total=800000000\n";
+
+/// A fake cgroup directory under the temp dir, made by the parent, used by one child.
+fn fake_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("pagewise-cg-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Rewrites a file the way a test rewrites it while the program runs: a new file renamed over.
+fn put(dir: &Path, file: &str, text: &str) {
+    let tmp = dir.join(format!(".{file}.new"));
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join(file)).unwrap();
+}
+
+fn leak(dir: &Path) -> &'static std::ffi::CStr {
+    Box::leak(
+        CString::new(dir.to_str().unwrap())
+            .unwrap()
+            .into_boxed_c_str(),
+    )
+}
+
+/// An allocator watching `dir`, retaining freed blocks, with decay off (only the limit and the
+/// pressure signal release anything) and the background thread on.
+fn watching(dir: &Path, limit: Limit, release: Release) -> PageAlloc {
+    PageAlloc::new().with_config(
+        Config::DEFAULT
+            .ignore_env()
+            .release(release)
+            .prefetch(Prefetch::None)
+            .decay_ms(None)
+            .cgroup(Cgroup::Path(leak(dir)))
+            .limit(limit),
+    )
+}
+
+fn churn(a: &PageAlloc, n: usize, size: usize) {
+    let l = Layout::from_size_align(size, 8).unwrap();
+    let ps: Vec<*mut u8> = (0..n)
+        .map(|i| {
+            // SAFETY: non-zero size; freed below with the same layout.
+            let p = unsafe { a.alloc(l) };
+            assert!(!p.is_null());
+            touch_pages(p, size, i as u8 + 1);
+            p
+        })
+        .collect();
+    for p in ps {
+        // SAFETY: p is live with layout l.
+        unsafe { a.dealloc(p, l) };
+    }
+}
+
+/// Waits until `cond` holds, polling every millisecond; returns how long it took.
+fn time_until(limit: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// The cycle the issue asks for, on a fake directory whose usage file is `usage_file`: cache
+/// 128 MiB under the limit; push usage over it and see the cache given back; free while over and
+/// see nothing cached; bring usage down and see the cache serve again.
+fn limit_cycle(dir: &Path, usage_file: &str, a: &PageAlloc, soft: u64) {
+    const SIZE: usize = 16 * MIB;
+    churn(a, 8, SIZE);
+    let s = a.stats();
+    assert_eq!(s.limit_bytes, soft, "{s}");
+    assert_eq!(
+        s.cached_bytes,
+        8 * SIZE as u64,
+        "under the limit the cache keeps: {s}"
+    );
+    put(dir, usage_file, &format!("{}\n", soft + MIB as u64));
+    let took = time_until(Duration::from_secs(2), || a.stats().cached_bytes == 0)
+        .unwrap_or_else(|| panic!("the cache was not given back: {}", a.stats()));
+    let s = a.stats();
+    println!(
+        "released {} ranges {took:?} after usage crossed the limit",
+        s.limit_releases
+    );
+    assert!(s.limit_releases >= 8, "{s}");
+    // Over the limit a free is not cached.
+    churn(a, 1, SIZE);
+    assert_eq!(a.stats().cached_bytes, 0, "{}", a.stats());
+    // Usage falls: the cache keeps and serves again.
+    put(dir, usage_file, &format!("{}\n", soft / 2));
+    std::thread::sleep(Duration::from_millis(30));
+    churn(a, 1, SIZE);
+    let before = a.stats();
+    assert_eq!(before.cached_bytes, SIZE as u64, "{before}");
+    churn(a, 1, SIZE);
+    let after = a.stats();
+    assert_eq!(after.cache_hits, before.cache_hits + 1, "{after}");
+}
+
+const V2_TEST: &str = "a_fake_v2_cgroup_over_its_soft_limit_gets_the_cache_back";
+
+#[test]
+fn a_fake_v2_cgroup_over_its_soft_limit_gets_the_cache_back() {
+    if child_mode().as_deref() == Some("v2") {
+        let dir = PathBuf::from(std::env::var("FAKE_CGROUP").unwrap());
+        let a = watching(&dir, Limit::Percent(90), Release::Retain);
+        // memory.high (1 GiB) is below memory.max (2 GiB): 90% of 1 GiB.
+        limit_cycle(&dir, "memory.current", &a, GIB as u64 * 9 / 10);
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let dir = fake_dir("v2");
+    put(&dir, "cgroup.controllers", "cpu memory pids\n");
+    put(&dir, "memory.max", &format!("{}\n", 2 * GIB));
+    put(&dir, "memory.high", &format!("{}\n", GIB));
+    put(&dir, "memory.current", &format!("{}\n", 100 * MIB));
+    put(&dir, "memory.pressure", CALM);
+    let env = [("FAKE_CGROUP", Some(dir.to_str().unwrap()))];
+    let out = run_child(V2_TEST, "v2", &env, Duration::from_secs(60));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "{}", out.describe());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const V1_TEST: &str = "a_fake_v1_cgroup_over_its_soft_limit_gets_the_cache_back";
+
+#[test]
+fn a_fake_v1_cgroup_over_its_soft_limit_gets_the_cache_back() {
+    if child_mode().as_deref() == Some("v1") {
+        let dir = PathBuf::from(std::env::var("FAKE_CGROUP").unwrap());
+        let a = watching(&dir, Limit::Bytes(600 * MIB as u64), Release::Retain);
+        limit_cycle(&dir, "memory.usage_in_bytes", &a, 600 * MIB as u64);
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let dir = fake_dir("v1");
+    put(&dir, "memory.limit_in_bytes", "9223372036854771712\n");
+    put(&dir, "memory.usage_in_bytes", &format!("{}\n", 100 * MIB));
+    let env = [("FAKE_CGROUP", Some(dir.to_str().unwrap()))];
+    let out = run_child(V1_TEST, "v1", &env, Duration::from_secs(60));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "{}", out.describe());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const PSI_TEST: &str = "the_cgroup_s_memory_pressure_is_the_default_signal";
+
+#[test]
+fn the_cgroup_s_memory_pressure_is_the_default_signal() {
+    if child_mode().as_deref() == Some("psi") {
+        let dir = PathBuf::from(std::env::var("FAKE_CGROUP").unwrap());
+        let a = watching(&dir, Limit::None, Release::Adaptive);
+        churn(&a, 1, 4 * MIB);
+        assert_eq!(a.stats().pressure_on, 0, "calm: {}", a.stats());
+        put(&dir, "memory.pressure", BUSY);
+        std::thread::sleep(Duration::from_millis(30));
+        churn(&a, 1, 4 * MIB);
+        assert_eq!(a.stats().pressure_on, 1, "busy: {}", a.stats());
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let dir = fake_dir("psi");
+    put(&dir, "cgroup.controllers", "memory\n");
+    put(&dir, "memory.max", "max\n");
+    put(&dir, "memory.current", "0\n");
+    put(&dir, "memory.pressure", CALM);
+    let env = [("FAKE_CGROUP", Some(dir.to_str().unwrap()))];
+    let out = run_child(PSI_TEST, "psi", &env, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.describe());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const GARBAGE_TEST: &str = "garbage_and_missing_cgroup_files_are_tolerated";
+
+#[test]
+fn garbage_and_missing_cgroup_files_are_tolerated() {
+    if child_mode().as_deref() == Some("garbage") {
+        let dir = PathBuf::from(std::env::var("FAKE_CGROUP").unwrap());
+        let a = watching(&dir, Limit::Percent(50), Release::Retain);
+        churn(&a, 4, 4 * MIB);
+        let s = a.stats();
+        assert_eq!(s.limit_bytes, 0, "no readable limit, no soft limit: {s}");
+        assert_eq!(s.cached_bytes, 16 * MIB as u64, "{s}");
+        put(&dir, "memory.max", &format!("{}\n", 64 * MIB));
+        put(&dir, "memory.current", "not a number\n");
+        std::thread::sleep(Duration::from_millis(30));
+        churn(&a, 1, 4 * MIB);
+        assert_eq!(a.stats().limit_bytes, 32 * MIB as u64, "{}", a.stats());
+        put(&dir, "memory.current", &format!("{}\n", 40 * MIB));
+        let gone = wait_until(Duration::from_secs(2), || a.stats().cached_bytes == 0);
+        assert!(gone, "over the limit once usage is readable: {}", a.stats());
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let dir = fake_dir("garbage");
+    put(&dir, "memory.max", "lots\n");
+    put(&dir, "memory.high", "\n");
+    // memory.current is missing; memory.pressure is a directory.
+    std::fs::create_dir(dir.join("memory.pressure")).unwrap();
+    let env = [
+        ("FAKE_CGROUP", Some(dir.to_str().unwrap())),
+        ("PAGEWISE_VERBOSE", Some("1")),
+    ];
+    let out = run_child(GARBAGE_TEST, "garbage", &env, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", out.describe());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The memory line of /proc/self/cgroup (v1) or the unified one (v2): (version, path).
+fn own_cgroup() -> Option<(&'static str, String)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let v1 = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        ctrl.split(',')
+            .any(|c| c == "memory")
+            .then(|| ("v1", path.to_string()))
+    });
+    v1.or_else(|| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("0::").map(|p| ("v2", p.to_string())))
+    })
+}
+
+#[test]
+fn the_real_cgroup_is_the_one_proc_self_cgroup_names() {
+    if child_mode().as_deref() == Some("real") {
+        churn(&PageAlloc::new(), 1, 4 * MIB);
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let env = [("PAGEWISE_VERBOSE", Some("1"))];
+    let out = run_child(
+        "the_real_cgroup_is_the_one_proc_self_cgroup_names",
+        "real",
+        &env,
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", out.describe());
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("pagewise: cgroup") || l.contains("cgroup: "))
+        .unwrap_or_else(|| panic!("verbose names no cgroup:\n{}", out.describe()));
+    println!("{line}");
+    let Some((version, path)) = own_cgroup() else {
+        return; // no cgroup at all: nothing to compare with
+    };
+    if version == "v1" {
+        assert!(
+            line.contains("cgroup v1") && line.contains(&format!("{path} ")),
+            "expected the v1 memory cgroup {path}: {line}"
+        );
+    } else {
+        assert!(line.contains("cgroup v2"), "{line}");
+        assert!(line.contains(path.trim_end_matches('/')), "{path}: {line}");
+    }
+}
+
+/// Peak RSS (VmHWM) of this process, in bytes.
+fn vm_hwm() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+const RANDOM_TEST: &str = "a_soft_limit_in_bytes_bounds_a_random_size_workload";
+const SOFT: u64 = 520 * MIB as u64;
+
+/// 4 live buffers of random sizes in 1–128 MiB (live total at most 512 MiB, under the limit of
+/// 520 MiB),
+/// each written in full, replaced 120 times; prints the peak RSS.
+fn random_workload(limit: Limit) {
+    // No cgroup: the soft limit applies to this process's RSS (with one, to the cgroup's usage,
+    // which here includes whatever else runs in the machine's cgroup).
+    let a = PageAlloc::new().with_config(
+        Config::DEFAULT
+            .ignore_env()
+            .cgroup(Cgroup::None)
+            .limit(limit),
+    );
+    let mut rng = XorShift::new(0xC0_97_0F);
+    let mut live: Vec<(*mut u8, Layout)> = Vec::new();
+    for round in 0..124 {
+        if live.len() == 4 {
+            let (p, l) = live.remove(rng.range(0, 3) as usize);
+            // SAFETY: p is live with layout l.
+            unsafe { a.dealloc(p, l) };
+        }
+        let size = rng.range(1, 128) as usize * MIB - rng.range(0, 4095) as usize;
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero size.
+        let p = unsafe { a.alloc(l) };
+        assert!(!p.is_null());
+        touch_pages(p, size, round as u8);
+        live.push((p, l));
+    }
+    let s = a.stats();
+    println!(
+        "peak {} MiB, limit {:?}; limit_releases {} cache_hits {} misses {}",
+        vm_hwm() >> 20,
+        limit,
+        s.limit_releases,
+        s.cache_hits,
+        s.cache_misses
+    );
+    for (p, l) in live {
+        // SAFETY: p is live with layout l.
+        unsafe { a.dealloc(p, l) };
+    }
+}
+
+#[test]
+fn a_soft_limit_in_bytes_bounds_a_random_size_workload() {
+    match child_mode().as_deref() {
+        Some("random-limited") => return random_workload(Limit::Bytes(SOFT)),
+        Some("random-unlimited") => return random_workload(Limit::None),
+        Some(_) => return,
+        None => {}
+    }
+    let peak = |mode| {
+        let out = run_child(RANDOM_TEST, mode, &[], Duration::from_secs(120));
+        assert!(out.status.success(), "{}", out.describe());
+        let line = out
+            .stdout
+            .lines()
+            .find_map(|l| l.split_once("peak ").map(|(_, rest)| rest.to_string()))
+            .unwrap_or_else(|| panic!("no peak line:\n{}", out.describe()));
+        println!("{mode}: peak {line}");
+        let mib: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
+        mib
+    };
+    let limited = peak("random-limited");
+    let unlimited = peak("random-unlimited");
+    assert!(
+        unlimited > SOFT >> 20,
+        "without a limit the peak ({unlimited} MiB) should pass {} MiB, or this test shows nothing",
+        SOFT >> 20
+    );
+    assert!(
+        limited <= (SOFT >> 20) + 32,
+        "with a {} MiB soft limit the peak was {limited} MiB (unlimited: {unlimited} MiB)",
+        SOFT >> 20
+    );
+}
