@@ -94,6 +94,31 @@ fn cases() -> Vec<(&'static str, Vec<String>, &'static [&'static str])> {
         " /proc/pressure/memory".into(),
         format!("/{}", "a".repeat(300)),
     ];
+    let cgroup = vec![
+        String::new(),
+        " ".into(),
+        "relative/cgroup".into(),
+        "autox".into(),
+        "nonee".into(),
+        " auto".into(),
+        format!("/{}", "a".repeat(300)),
+    ];
+    let limit = own(&[
+        "150%",
+        "-1",
+        "lots",
+        "",
+        " ",
+        "0%",
+        "101%",
+        "90 %",
+        "90%%",
+        "1.5G",
+        "9.5%",
+        "nonee",
+        "%",
+        "18446744073709551616",
+    ]);
     let pressure_threshold = own(&[
         "bogus",
         "",
@@ -128,6 +153,8 @@ fn cases() -> Vec<(&'static str, Vec<String>, &'static [&'static str])> {
             pressure_file,
             &["/proc/pressure/memory"],
         ),
+        ("PAGEWISE_CGROUP", cgroup, &["auto"]),
+        ("PAGEWISE_LIMIT", limit, &["90%"]),
         (
             "PAGEWISE_PRESSURE_THRESHOLD",
             pressure_threshold,
