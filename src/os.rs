@@ -62,6 +62,7 @@ fn check(rc: c_int) -> Result<(), Errno> {
 /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|extra, -1, 0)`: a fresh,
 /// zero-filled private anonymous mapping.
 pub(crate) fn map(len: usize, extra_flags: c_int) -> Result<*mut u8, Errno> {
+    debug_assert!(len % PAGE == 0 && len != 0, "os: map of {len:#x} bytes");
     // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no existing
     // memory; the result is checked against MAP_FAILED.
     let p = unsafe {
@@ -79,6 +80,16 @@ pub(crate) fn map(len: usize, extra_flags: c_int) -> Result<*mut u8, Errno> {
     } else {
         Ok(p.cast())
     }
+}
+
+/// The contract of the memory wrappers, checked in debug builds: a page-aligned address and a
+/// non-zero multiple of the page size.
+#[inline]
+fn debug_assert_range(addr: *mut u8, len: usize) {
+    debug_assert!(
+        addr as usize % PAGE == 0 && len % PAGE == 0 && len != 0,
+        "os: range {addr:p}+{len:#x} is not page-aligned"
+    );
 }
 
 /// `mmap(hint, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED_NOREPLACE, -1, 0)`:
@@ -110,6 +121,7 @@ pub(crate) fn map_at(hint: usize, len: usize) -> Result<*mut u8, Errno> {
 /// # Safety
 /// The range must be owned by pagewise and hold no live block.
 pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) -> Result<(), Errno> {
+    debug_assert_range(addr, len);
     // SAFETY: the caller owns the whole range and nothing refers to it any more.
     check(unsafe { libc::munmap(addr.cast(), len) })
 }
@@ -121,6 +133,8 @@ pub(crate) unsafe fn unmap(addr: *mut u8, len: usize) -> Result<(), Errno> {
 /// # Safety
 /// The old range must be owned by pagewise and lie within one mapping.
 pub(crate) unsafe fn remap(old: *mut u8, old_len: usize, new_len: usize) -> Result<*mut u8, Errno> {
+    debug_assert_range(old, old_len);
+    debug_assert_range(old, new_len);
     // SAFETY: the caller owns the old range; MAYMOVE lets the kernel choose a free destination,
     // so no other mapping is touched.
     let p = unsafe { libc::mremap(old.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
@@ -137,6 +151,7 @@ pub(crate) unsafe fn remap(old: *mut u8, old_len: usize, new_len: usize) -> Resu
 /// The range must be owned by pagewise. `MADV_DONTNEED`/`MADV_FREE` destroy its contents, so it
 /// must hold no live block for those.
 pub(crate) unsafe fn advise(addr: *mut u8, len: usize, advice: c_int) -> Result<(), Errno> {
+    debug_assert_range(addr, len);
     // SAFETY: the caller owns the range and allows the advice's effect on its contents.
     check(unsafe { libc::madvise(addr.cast(), len, advice) })
 }
