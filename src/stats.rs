@@ -119,6 +119,11 @@ counters! {
     recycle_releases,
     /// 1 while the pressure signal is above its threshold, else 0.
     pressure_on,
+    /// 1 when this allocator runs on the shared overflow engine, else 0: it was first used while
+    /// 64 other allocators with a cache were alive (see [`PageAlloc`](crate::PageAlloc)). It then
+    /// has no cache, unmaps at free, does not prefetch, ignores `reconfigure`, and its counters
+    /// are those of every allocator on the overflow engine together.
+    overflow_engine,
 }
 
 impl Counters {
