@@ -7,6 +7,8 @@ compile_error!(
     "pagewise is Linux-only: it is built on mmap, mremap, madvise and /proc (see the README)"
 );
 
+#[cfg(feature = "allocator-api2")]
+mod allocator_api;
 mod background;
 mod cache;
 mod cgroup;
@@ -45,9 +47,8 @@ use once_cell::race::{OnceNonZeroUsize, OnceRef};
 /// ```
 ///
 /// The configuration is resolved the first time the allocator is used (see [`config`] for the
-/// precedence of code and environment). Every instance has its own cache and counters; a process
-/// has room for 64 instances with a cache (beyond that, instances unmap at free). Dropping an
-/// instance releases its cache; blocks it handed out and that are still live stay mapped.
+/// precedence of code and environment). Dropping an instance releases its cache; blocks it handed
+/// out and that are still live stay mapped.
 ///
 /// Nothing on the allocation path allocates, panics, or takes a lock: the cache is claimed slot by
 /// slot with compare-and-swap and a busy slot is skipped, never waited for.
@@ -58,6 +59,69 @@ use once_cell::race::{OnceNonZeroUsize, OnceRef};
 /// A fallback block with an alignment below 4 KiB is never page-aligned (every mapped block is),
 /// which is how it is told apart; at most 64 page-aligned fallback blocks may be live at once
 /// (beyond that such a request returns null).
+///
+/// # One collection at a time (feature `allocator-api2`)
+///
+/// With the cargo feature `allocator-api2`, `PageAlloc<A>` implements
+/// `allocator_api2::alloc::Allocator` (the stable mirror of the unstable `Allocator` trait, used by
+/// `hashbrown`, `bumpalo` and others), so one collection can have its own instance, policy and
+/// counters while the global allocator stays what it is. `&PageAlloc` is an allocator too, so a
+/// `static` serves many collections, and a local instance serves collections that it outlives:
+///
+/// ```
+/// # #[cfg(feature = "allocator-api2")]
+/// # fn main() {
+/// use pagewise::{Config, PageAlloc, Release};
+///
+/// // Keeps its pages for the next round (the default policy, fixed here).
+/// static TABLE: PageAlloc = PageAlloc::new().with_config(Config::DEFAULT.ignore_env());
+///
+/// let mut table: allocator_api2::vec::Vec<u64, _> = allocator_api2::vec::Vec::new_in(&TABLE);
+/// table.extend(0..1_000_000u64); // 8 MiB: a mapping of TABLE's own
+///
+/// // Gives its pages back at every free, and is gone when the function returns.
+/// let scratch_pages = PageAlloc::new()
+///     .with_config(Config::DEFAULT.ignore_env().release(Release::DontNeed));
+/// let mut scratch = allocator_api2::vec::Vec::new_in(&scratch_pages);
+/// scratch.extend(table.iter().map(|x| x * 2));
+/// assert_eq!(scratch_pages.stats().large_allocs, 1);
+/// assert_eq!(TABLE.stats().large_allocs, 1);
+/// # }
+/// # #[cfg(not(feature = "allocator-api2"))]
+/// # fn main() {}
+/// ```
+///
+/// `allocate`, `allocate_zeroed`, `grow`, `grow_zeroed`, `shrink` and `deallocate` take the paths
+/// of the global allocator: a large block is a mapping (from the cache where one fits), grows by
+/// moving its pages with `mremap`, and falls back to `A` where the kernel refuses a mapping; a
+/// request the kernel and `A` both refuse is `Err(AllocError)`, and a failed `grow` leaves the
+/// block as it was. Where they differ from `GlobalAlloc`:
+/// - a request is large when its size **or its alignment** reaches the threshold (alignments up to
+///   1 GiB and more: the engine maps the excess and unmaps it at once, where glibc would hold the
+///   whole alignment as address space for a small block). A block must be freed through the trait
+///   that allocated it;
+/// - size 0 is allowed: `allocate` returns a dangling pointer at the alignment and allocates
+///   nothing; freeing it does nothing;
+/// - `grow_zeroed` clears only bytes that may hold old data (the block's slack past its old
+///   size, less than one mapping unit, and pages taken from the cache that are not zero pages):
+///   pages that `mremap` adds are fresh zero pages and are not touched;
+/// - the block returned is exactly `layout.size()` bytes long.
+///
+/// An instance may also be given by value (`Vec::new_in(PageAlloc::new())`) and moved after use:
+/// its blocks stay valid, since its engine is a static, as long as `A`'s blocks do not live inside
+/// `A` itself (`System`, jemalloc and mimalloc are zero-sized).
+///
+/// # How many instances
+///
+/// Every instance has its own cache, configuration and counters ([`PageAlloc::stats`]), held in
+/// one of 64 engines in a static pool (the engine is adopted at the instance's first use and given
+/// back when it is dropped; a `#[global_allocator]` takes one like any other, and instances never
+/// used take none). An instance first used while all 64 are taken runs on the shared **overflow
+/// engine**, for as long as it lives (even once others have been dropped): it still serves every
+/// request, but has no cache (every free unmaps), does not prefetch, ignores its configuration's
+/// release, prefetch, cache and decay settings and [`PageAlloc::reconfigure`] (its threshold still
+/// applies), and its counters are those of every instance on the overflow engine together.
+/// [`Stats::overflow_engine`] is 1 for such an instance.
 pub struct PageAlloc<A = System> {
     inner: A,
     config: Config,

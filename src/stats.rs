@@ -123,6 +123,11 @@ counters! {
     limit_bytes,
     /// Cached ranges released to stay under the soft limit.
     limit_releases,
+    /// 1 when this allocator runs on the shared overflow engine, else 0: it was first used while
+    /// 64 other allocators with a cache were alive (see [`PageAlloc`](crate::PageAlloc)). It then
+    /// has no cache, unmaps at free, does not prefetch, ignores `reconfigure`, and its counters
+    /// are those of every allocator on the overflow engine together.
+    overflow_engine,
 }
 
 impl Counters {

@@ -231,9 +231,11 @@ impl Engine {
         self.limit.bytes() != 0
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters, and whether this is the overflow engine.
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot()
+        let mut s = self.counters.snapshot();
+        s.overflow_engine = self.is_overflow() as u64;
+        s
     }
 
     /// The pressure file in force (resolved by `configure`).

@@ -3,7 +3,7 @@
 
 use core::ptr;
 
-use crate::cache::Range;
+use crate::cache::{Pages, Range};
 
 use super::{map_len, Engine, Why};
 use crate::os::{self, Errno, HUGE, PAGE};
@@ -21,14 +21,63 @@ impl Engine {
         align: usize,
         new_size: usize,
     ) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        unsafe { self.resize(p, old_size, align, new_size, false) }
+    }
+
+    /// [`Engine::realloc`] to a bigger size, with bytes `old_size..new_size` reading zero
+    /// (`Allocator::grow_zeroed`, feature `allocator-api2`). Only what may hold old bytes is
+    /// cleared: the old block's slack past `old_size` (less than one mapping unit, which the
+    /// block may have held data in before a shrink, or carried from a cached range), and pages
+    /// taken from the cache unless they are zero pages; pages that `mremap` adds are fresh and
+    /// are not touched. A copy into a new block gets it from `alloc(zeroed)`, which clears the
+    /// new block's cached pages whole, the copied head included.
+    ///
+    /// # Safety
+    /// As for [`Engine::realloc`], and `new_size >= old_size`.
+    #[cfg(feature = "allocator-api2")]
+    pub(crate) unsafe fn realloc_zeroed(
+        &self,
+        p: *mut u8,
+        old_size: usize,
+        align: usize,
+        new_size: usize,
+    ) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        unsafe { self.resize(p, old_size, align, new_size, true) }
+    }
+
+    /// `realloc` and `realloc_zeroed`: `zeroed` only for growth (`new_size >= old_size`).
+    ///
+    /// # Safety
+    /// As for [`Engine::realloc`].
+    unsafe fn resize(
+        &self,
+        p: *mut u8,
+        old_size: usize,
+        align: usize,
+        new_size: usize,
+        zeroed: bool,
+    ) -> *mut u8 {
         let (Some(old_len), Some(new_len)) = (map_len(old_size), map_len(new_size)) else {
             return ptr::null_mut();
         };
         let c = &self.counters;
         Counters::add(&c.reallocs, 1);
         let addr = p as usize;
+        // Clears `old_size..upto` of the block (a no-op unless zeroed; `upto` never passes
+        // `new_size`, nor the bytes the block has at that point).
+        let clear = |upto: usize| {
+            let upto = upto.min(new_size);
+            if zeroed && upto > old_size {
+                // SAFETY: the block holds at least `upto` bytes here (its old mapping length,
+                // or its new size once grown) and is ours (the caller's live block).
+                unsafe { ptr::write_bytes(p.add(old_size), 0, upto - old_size) };
+            }
+        };
         if new_len == old_len {
             Counters::add(&c.in_place_reallocs, 1);
+            clear(new_size);
             return p;
         }
         if new_len < old_len {
@@ -52,6 +101,12 @@ impl Engine {
             });
             Counters::add(&c.in_place_reallocs, 1);
             Counters::add(&c.live_bytes, extra as u64);
+            // A run is taken in one page state: zero pages need no clearing.
+            clear(if pages == Pages::Zero {
+                old_len
+            } else {
+                new_size
+            });
             return p;
         }
         // SAFETY: the caller gives us the live block p..p+old_len.
@@ -65,11 +120,16 @@ impl Engine {
         if let Ok(q) = moved {
             Counters::add(&c.mremaps, 1);
             Counters::add(&c.live_bytes, extra as u64);
+            if zeroed {
+                // Only the old slack: the tail `mremap` added is fresh zero pages.
+                // SAFETY: q is the grown block, new_len >= old_len bytes, ours.
+                unsafe { ptr::write_bytes(q.add(old_size), 0, old_len.min(new_size) - old_size) };
+            }
             return q;
         }
         // No move: the block needs more than page alignment, spans two mappings (blocks can grow
         // in place across the boundary of two adjacent mappings), or memory is short. Copy.
-        let q = self.alloc(new_size, align, false);
+        let q = self.alloc(new_size, align, zeroed);
         if !q.is_null() {
             Counters::add(&c.copied_reallocs, 1);
             // SAFETY: both blocks are live, distinct, and at least old_size long.
