@@ -16,8 +16,8 @@
 //!
 //! **Soak** (`PAGEWISE_SOAK=1`): runs until every release policy has done at least 1,000,000 large
 //! ops (`PAGEWISE_SOAK_OPS=<n>` changes that per-policy target). That is about 2,400 s of CPU on
-//! the 2-core development VM, nearly all of it in the kernel: ~20 min when the test has both cores
-//! (46 min measured while other builds shared them). A policy's target is split evenly over its
+//! the 2-core development VM, nearly all of it in the kernel: ~20–25 min when the test has the
+//! machine to itself (46 min measured while other builds shared it). A policy's target is split evenly over its
 //! four prefetch modes — each combination runs until it has done a quarter of it — rather than
 //! given to one representative mode: the modes change where a block's pages come from (demand
 //! faults, populate, huge pages), which is exactly what the reclaimer interferes with, so none of
