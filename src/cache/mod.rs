@@ -37,8 +37,8 @@
 //! - **Best fit**: the smallest range (or shortest run) that fits, so that big ranges stay whole
 //!   for big requests and a program that frees and allocates the same sizes finds its layout
 //!   again.
-//! - **Cached bytes** ([`CachedBytes`]): the lengths of the cached ranges, in total and by
-//!   [`Pages`]. Kept by the cache itself ([`Cache::bytes`]).
+//! - **Cached bytes** ([`CachedBytes`](counts::CachedBytes)): the lengths of the cached ranges,
+//!   in total and by [`Pages`]. Kept by the cache itself ([`Cache::bytes`]).
 //!
 //! # Who owns a range
 //!
@@ -89,13 +89,13 @@ mod take;
 mod tests;
 
 use crate::os::PAGE;
-use counts::Counts;
-use slot::{Filling, Held, Slot};
 #[cfg_attr(
     not(test),
     expect(unused_imports, reason = "the engine does not call it yet")
 )]
-pub(crate) use {check::CacheFault, counts::CachedBytes};
+pub(crate) use check::CacheFault;
+use counts::Counts;
+use slot::{Filling, Held, Slot};
 
 /// Slots per allocator: enough for the working sets in the report (the widest, a HashMap
 /// rebuilt from 4 M entries, frees about 20 distinct tables), small enough that a full scan is a

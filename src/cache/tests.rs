@@ -2,6 +2,7 @@
 //! ([`Cache::check`] and the byte counts), a random sequence against a model, and threads racing
 //! on one cache.
 
+use super::counts::CachedBytes;
 use super::*;
 
 mod model;
