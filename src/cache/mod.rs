@@ -62,9 +62,10 @@
 //! 4. **Counts**: for each [`Pages`], the count equals the summed lengths of the ranges in FULL
 //!    slots and in HELD slots (a held range stays counted until it is taken out or replaced).
 //!    With no thread inside the cache, that is the sum of the FULL slots. A count grows just
-//!    before a range becomes FULL and shrinks just after it has left, so the count a concurrent
-//!    reader sees is never below what it describes by more than the ranges in flight and a
-//!    subtraction never precedes its addition: counts never underflow.
+//!    before its range becomes FULL (the release that publishes the slot follows it) and shrinks
+//!    just after the range left; whoever takes a range out has acquired that publication, so
+//!    every subtraction follows the addition it undoes and a count never underflows. A reader
+//!    that runs beside other threads may see a count above the slots by the ranges in flight.
 //! 5. **No waiting**: nothing in the cache waits for a BUSY slot, allocates, or panics (outside
 //!    `debug_assert!`s); atomics are relaxed except for the acquire/release pairs that hand a
 //!    slot's fields from one holder to the next.
