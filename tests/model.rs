@@ -211,3 +211,92 @@ model_test!(model_dontneed, Release::DontNeed);
 model_test!(model_free, Release::Free);
 model_test!(model_retain, Release::Retain);
 model_test!(model_adaptive, Release::Adaptive);
+
+/// The cache's byte counts after every operation of a random sequence, with no background thread
+/// (nothing else moves ranges meanwhile): within the budget, split by page state as the policy
+/// allows, and all zero once everything is freed and purged. Whoever keeps the counts (the
+/// engine, or the cache itself: issue #11), they must say this.
+fn run_counts(release: Release, ops: &[Op]) -> Result<(), TestCaseError> {
+    let budget = 64 * MIB as u64;
+    let a = PageAlloc::new().with_config(
+        Config::DEFAULT
+            .ignore_env()
+            .release(release)
+            .prefetch(Prefetch::None)
+            .threshold(THRESHOLD)
+            .cache(budget as usize)
+            .decay_ms(Some(20))
+            .background(false),
+    );
+    let mut live: Vec<(*mut u8, Layout)> = Vec::new();
+    for (n, op) in ops.iter().enumerate() {
+        match *op {
+            Op::Alloc {
+                size,
+                align_pow,
+                zeroed,
+            } => {
+                let l = Layout::from_size_align(size, 1 << align_pow).unwrap();
+                // SAFETY: size >= 1.
+                let p = unsafe { alloc_maybe_zeroed(&a, l, zeroed) };
+                prop_assert!(!p.is_null());
+                live.push((p, l));
+            }
+            Op::Realloc { idx, new_size } if !live.is_empty() => {
+                let i = idx % live.len();
+                let b = &mut live[i];
+                // SAFETY: b.0 is live with layout b.1; new_size >= 1.
+                let q = unsafe { a.realloc(b.0, b.1, new_size) };
+                prop_assert!(!q.is_null());
+                *b = (q, Layout::from_size_align(new_size, b.1.align()).unwrap());
+            }
+            Op::Free { idx } if !live.is_empty() => {
+                let (p, l) = live.swap_remove(idx % live.len());
+                // SAFETY: live block with this layout.
+                unsafe { a.dealloc(p, l) };
+            }
+            _ => {}
+        }
+        let s = a.stats();
+        let (total, resident, lazy) =
+            (s.cached_bytes, s.cached_resident_bytes, s.cached_lazy_bytes);
+        prop_assert!(
+            resident + lazy <= total && total <= budget,
+            "op {n} {op:?}: {s}"
+        );
+        let allowed = match release {
+            Release::Unmap => total == 0,
+            Release::Retain => resident == total,
+            Release::DontNeed => resident + lazy == 0,
+            Release::Free => resident == 0,
+            _ => true,
+        };
+        prop_assert!(allowed, "op {n} {op:?}: {release:?} cannot cache this: {s}");
+    }
+    for (p, l) in live.drain(..) {
+        // SAFETY: live block with this layout.
+        unsafe { a.dealloc(p, l) };
+    }
+    a.purge();
+    let s = a.stats();
+    prop_assert_eq!(
+        (s.cached_bytes, s.cached_resident_bytes, s.cached_lazy_bytes),
+        (0, 0, 0),
+        "after purge: {}",
+        s
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+    #[test]
+    fn model_cached_byte_counts(release in prop::sample::select(Release::ALL.to_vec()),
+                                ops in prop::collection::vec(op_strategy(), 1..40)) {
+        run_counts(release, &ops)?;
+    }
+}
