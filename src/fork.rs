@@ -44,7 +44,7 @@ pub(crate) fn print_stats_at_exit() {
 extern "C" fn print_stats() {
     for (i, e) in ENGINES.iter().enumerate() {
         if e.is_active() {
-            report::line(&format_args!("stats[{i}]: {}", e.counters.snapshot()));
+            report::line(&format_args!("stats[{i}]: {}", e.stats()));
         }
     }
 }

@@ -221,6 +221,15 @@ impl<A> PageAlloc<A> {
         self.engine().stats()
     }
 
+    /// Checks the invariants of this allocator's cache: no two cached ranges overlap, every one
+    /// is page-aligned and whole pages, and the cached byte counts equal the sum of the cached
+    /// ranges. For tests: valid only while no other thread uses this allocator and its
+    /// background thread is off (`Config::background(false)`). Not on any allocation path.
+    #[doc(hidden)]
+    pub fn check_cache(&self) -> Result<(), impl fmt::Display + fmt::Debug> {
+        self.engine().check_cache()
+    }
+
     /// Releases every cached range now (`munmap`), so that RSS falls at once.
     pub fn purge(&self) {
         self.engine().purge();

@@ -7,33 +7,43 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::cache::CachedBytes;
+
 macro_rules! counters {
-    ($( $(#[$doc:meta])* $field:ident ),* $(,)?) => {
-        /// The live counters of one allocator.
+    (
+        $( $(#[$doc:meta])* $field:ident, )*
+        @from_the_cache { $( $(#[$cdoc:meta])* $cfield:ident, )* }
+        $( $(#[$doc2:meta])* $field2:ident, )*
+    ) => {
+        /// The live counters of one allocator (the cache keeps its own byte counts).
         #[derive(Debug)]
         pub(crate) struct Counters {
             $( pub(crate) $field: AtomicU64, )*
+            $( pub(crate) $field2: AtomicU64, )*
         }
 
         impl Counters {
             pub(crate) const fn new() -> Counters {
-                Counters { $( $field: AtomicU64::new(0), )* }
+                Counters {
+                    $( $field: AtomicU64::new(0), )*
+                    $( $field2: AtomicU64::new(0), )*
+                }
             }
 
-            pub(crate) fn snapshot(&self) -> Stats {
-                Stats { $( $field: self.$field.load(Relaxed), )* }
+            /// The counters, with the cache's byte counts as the cache gives them.
+            pub(crate) fn snapshot(&self, cache: CachedBytes) -> Stats {
+                let [$( $cfield, )*] = [cache.total, cache.resident, cache.lazy];
+                Stats {
+                    $( $field: self.$field.load(Relaxed), )*
+                    $( $cfield, )*
+                    $( $field2: self.$field2.load(Relaxed), )*
+                }
             }
 
-            /// Zeroes every counter except the cache's byte counts (see `Engine::claim`).
-            pub(crate) fn reset_activity(&self) {
-                $(
-                    if !matches!(
-                        stringify!($field),
-                        "cached_bytes" | "cached_resident_bytes" | "cached_lazy_bytes"
-                    ) {
-                        self.$field.store(0, Relaxed);
-                    }
-                )*
+            /// Zeroes every counter (a new owner of the engine, see `Engine::adopt`).
+            pub(crate) fn reset(&self) {
+                $( self.$field.store(0, Relaxed); )*
+                $( self.$field2.store(0, Relaxed); )*
             }
         }
 
@@ -43,17 +53,21 @@ macro_rules! counters {
         #[non_exhaustive]
         pub struct Stats {
             $( $(#[$doc])* pub $field: u64, )*
+            $( $(#[$cdoc])* pub $cfield: u64, )*
+            $( $(#[$doc2])* pub $field2: u64, )*
         }
 
         impl fmt::Display for Stats {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                let mut first = true;
-                $(
-                    if !first { f.write_str(" ")?; }
-                    first = false;
-                    write!(f, "{}={}", stringify!($field), self.$field)?;
-                )*
-                let _ = first;
+                let fields = [
+                    $( (stringify!($field), self.$field), )*
+                    $( (stringify!($cfield), self.$cfield), )*
+                    $( (stringify!($field2), self.$field2), )*
+                ];
+                for (i, (name, value)) in fields.into_iter().enumerate() {
+                    let sep = if i == 0 { "" } else { " " };
+                    write!(f, "{sep}{name}={value}")?;
+                }
                 Ok(())
             }
         }
@@ -90,12 +104,14 @@ counters! {
     fallback_allocs,
     /// Bytes in large blocks currently allocated.
     live_bytes,
-    /// Bytes of freed ranges held in the cache (resident, lazily freed or already dropped).
-    cached_bytes,
-    /// Of `cached_bytes`, those whose pages are resident (retained).
-    cached_resident_bytes,
-    /// Of `cached_bytes`, those marked `MADV_FREE` (resident until the kernel reclaims them).
-    cached_lazy_bytes,
+    @from_the_cache {
+        /// Bytes of freed ranges held in the cache (resident, lazily freed or already dropped).
+        cached_bytes,
+        /// Of `cached_bytes`, those whose pages are resident (retained).
+        cached_resident_bytes,
+        /// Of `cached_bytes`, those marked `MADV_FREE` (resident until the kernel reclaims them).
+        cached_lazy_bytes,
+    }
     /// Bytes given back to the kernel for real (`munmap`, or `MADV_DONTNEED` of resident or lazily
     /// freed pages).
     released_bytes,

@@ -272,6 +272,11 @@ fn run_counts(release: Release, ops: &[Op]) -> Result<(), TestCaseError> {
             _ => true,
         };
         prop_assert!(allowed, "op {n} {op:?}: {release:?} cannot cache this: {s}");
+        // The cache's own invariants (no overlap, whole pages, counts = sum of slots); the
+        // background thread is off here, so nothing else touches the cache.
+        if let Err(fault) = a.check_cache() {
+            prop_assert!(false, "op {n} {op:?}: cache invariant broken: {fault}");
+        }
     }
     for (p, l) in live.drain(..) {
         // SAFETY: live block with this layout.

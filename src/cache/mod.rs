@@ -70,17 +70,7 @@
 //!    `debug_assert!`s); atomics are relaxed except for the acquire/release pairs that hand a
 //!    slot's fields from one holder to the next.
 
-// `check` and `bytes` wait for the engine to use them (issue #11): then these `expect`s fail
-// and go.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the engine does not call it yet")
-)]
 mod check;
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the engine does not call it yet")
-)]
 mod counts;
 mod insert;
 mod run;
@@ -90,11 +80,8 @@ mod take;
 mod tests;
 
 use crate::os::PAGE;
-#[cfg_attr(
-    not(test),
-    expect(unused_imports, reason = "the engine does not call it yet")
-)]
 pub(crate) use check::CacheFault;
+pub(crate) use counts::CachedBytes;
 use counts::Counts;
 use slot::{Filling, Held, Slot};
 

@@ -99,7 +99,6 @@ impl Engine {
     /// program finds only big ones, carves them, and faults again for its biggest table.
     fn grow_smaller_range(&self, b: &Block) -> Option<*mut u8> {
         let r = self.cache.take_largest_below(b.len, b.len / 2)?;
-        self.uncount_cached(&r);
         // SAFETY: the range was just taken out of the cache; nothing else uses it.
         match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, b.len, b.align) } {
             Ok(p) => {
@@ -113,7 +112,6 @@ impl Engine {
                 Some(p)
             }
             Err(_) => {
-                self.count_cached(&r);
                 self.put_back(r);
                 None
             }
@@ -145,7 +143,6 @@ impl Engine {
     /// Takes a fitting range out of the cache, putting back what is left on either side.
     fn take_cached(&self, len: usize, align: usize) -> Option<Range> {
         let (r, head, tail) = self.cache.take(len, align)?;
-        self.uncount_cached(&r);
         for rest in [head, tail].into_iter().flatten() {
             self.put_back(rest);
         }
@@ -156,7 +153,6 @@ impl Engine {
     /// can take it.
     pub(super) fn put_back(&self, rest: Range) {
         if let Err(rest) = self.cache.insert(rest) {
-            self.uncount_cached(&rest);
             self.unmap_range(&rest);
         }
     }
@@ -181,8 +177,8 @@ impl Engine {
     /// (`unmap`: 1.5 s). A miss that grows a cached range (`grow_by_moving`) does not recycle:
     /// measured, it only added releases.
     fn recycle(&self, len: usize) {
-        let c = &self.counters;
-        if c.cached_resident_bytes.load(Relaxed) + c.cached_lazy_bytes.load(Relaxed) == 0 {
+        let cached = self.cache.bytes();
+        if cached.resident + cached.lazy == 0 {
             return;
         }
         let window = (1u32 << RECYCLE_WINDOW) - 1;

@@ -124,15 +124,19 @@ impl SoftLimit {
         self.resolve_cgroup()
     }
 
-    /// `(usage, soft limit)` in bytes, the limit 0 for none; read again if the last reading is
-    /// older than [`LIMIT_POLL_MS`] and no other thread is reading.
-    pub(super) fn state(&self, now: u64) -> (u64, u64) {
+    /// `(usage, soft limit)` in bytes, the limit 0 for none; read again if `fresh`, or if the
+    /// last reading is older than [`LIMIT_POLL_MS`], unless another thread is reading.
+    ///
+    /// A miss reads afresh (a few microseconds, against the mapping and faults it is about to
+    /// pay): between two readings several misses would otherwise each see the usage from before
+    /// the others, and together map past the limit. A free reads at most every interval.
+    pub(super) fn state(&self, now: u64, fresh: bool) -> (u64, u64) {
         let setting = self.limit_setting();
         if setting == Limit::None {
             return (0, 0);
         }
         let last = self.read_ms.load(Relaxed);
-        if (last == 0 || now.saturating_sub(last) >= LIMIT_POLL_MS)
+        if (fresh || last == 0 || now.saturating_sub(last) >= LIMIT_POLL_MS)
             && !self.reading.swap(true, Relaxed)
         {
             let cgroup = self.resolve_cgroup();
@@ -163,6 +167,13 @@ impl SoftLimit {
             .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(bytes)));
     }
 
+    /// Records that a block of `bytes` is about to be mapped (and soon resident).
+    fn note_mapped(&self, bytes: u64) {
+        if bytes != 0 {
+            self.usage.fetch_add(bytes, Relaxed);
+        }
+    }
+
     /// The soft limit in force at the last reading, 0 for none.
     pub(super) fn bytes(&self) -> u64 {
         self.bytes.load(Relaxed)
@@ -172,7 +183,7 @@ impl SoftLimit {
 impl Engine {
     /// Whether usage is at or over the soft limit.
     pub(super) fn over_limit(&self, now: u64) -> bool {
-        let (usage, limit) = self.limit.state(now);
+        let (usage, limit) = self.limit.state(now, false);
         self.counters.limit_bytes.store(limit, Relaxed);
         limit != 0 && usage >= limit
     }
@@ -181,7 +192,7 @@ impl Engine {
     /// bytes is below the soft limit or nothing resident is cached. Called before a fresh
     /// mapping of `extra` bytes, and by maintenance with `extra` 0.
     pub(super) fn enforce_limit(&self, extra: u64, now: u64) {
-        let (mut usage, limit) = self.limit.state(now);
+        let (mut usage, limit) = self.limit.state(now, extra != 0);
         self.counters.limit_bytes.store(limit, Relaxed);
         if limit == 0 {
             return;
@@ -197,6 +208,8 @@ impl Engine {
             usage = usage.saturating_sub(len);
             self.limit.note_released(len);
         }
+        // The block about to be mapped will be resident soon: count it until the next reading.
+        self.limit.note_mapped(extra);
     }
 }
 

@@ -117,7 +117,6 @@ impl Engine {
             Why::Limit => &c.limit_releases,
         };
         Counters::add(counter, 1);
-        self.uncount_cached(&r);
         self.unmap_range(&r)
     }
 }

@@ -139,10 +139,8 @@ impl Engine {
                     .compare_exchange(VACANT, CLAIMED, Ordering::Acquire, Relaxed)
                     .is_ok()
             {
-                // Counters describe this owner's activity, but the cache's byte counts describe
-                // the cache, which may still hold a range that was BUSY (in the background
-                // thread's hands) when the previous owner purged it.
-                e.counters.reset_activity();
+                // Counters describe this owner's activity (the cache keeps its own byte counts).
+                e.counters.reset();
                 e.recent_misses.store(0, Relaxed);
                 e.configure(config);
                 e.state.store(ACTIVE, Ordering::Release);
@@ -233,9 +231,15 @@ impl Engine {
 
     /// A snapshot of the counters, and whether this is the overflow engine.
     pub(crate) fn stats(&self) -> Stats {
-        let mut s = self.counters.snapshot();
+        let mut s = self.counters.snapshot(self.cache.bytes());
         s.overflow_engine = self.is_overflow() as u64;
         s
+    }
+
+    /// Checks the cache's invariants (see `Cache::check`); valid only while no other thread
+    /// uses this engine (the background thread off, no allocation in flight).
+    pub(crate) fn check_cache(&self) -> Result<(), crate::cache::CacheFault> {
+        self.cache.check()
     }
 
     /// The pressure file in force (resolved by `configure`).
@@ -282,7 +286,7 @@ impl Engine {
             path,
             status: self.pressure.status(),
         });
-        let (_, soft) = self.limit.state(now);
+        let (_, soft) = self.limit.state(now, true);
         let usage = match self.limit.cgroup() {
             Some(g) => g.usage(),
             None => os::resident_bytes(),

@@ -3,7 +3,7 @@
 
 use core::ptr;
 
-use crate::cache::{Pages, Range};
+use crate::cache::Pages;
 
 use super::{map_len, Engine, Why};
 use crate::os::{self, Errno, HUGE, PAGE};
@@ -93,12 +93,6 @@ impl Engine {
             if let Some(rest) = rest {
                 self.put_back(rest);
             }
-            self.uncount_cached(&Range {
-                addr: addr + old_len,
-                len: extra,
-                pages,
-                since_ms: 0,
-            });
             Counters::add(&c.in_place_reallocs, 1);
             Counters::add(&c.live_bytes, extra as u64);
             // A run is taken in one page state: zero pages need no clearing.

@@ -96,11 +96,10 @@ impl Engine {
 
     /// Unmaps cached ranges, oldest first, until `len` more bytes fit under the cache limit.
     fn make_room(&self, len: usize, limit: usize) {
-        while (self.counters.cached_bytes.load(Relaxed) as usize).saturating_add(len) > limit {
+        while (self.cache.bytes().total as usize).saturating_add(len) > limit {
             let Some(old) = self.cache.take_oldest() else {
                 break;
             };
-            self.uncount_cached(&old);
             if !self.unmap_range(&old) {
                 break; // back in the cache: taking it again would not help
             }
@@ -110,13 +109,11 @@ impl Engine {
     /// Puts a freed range in the cache; when every slot is in use, the smallest range goes
     /// (this one or a cached one).
     fn cache_range(&self, r: Range) {
-        self.count_cached(&r);
         let Err(r) = self.cache.insert(r) else {
             return;
         };
         match self.cache.take_smallest() {
             Some(small) if small.len < r.len => {
-                self.uncount_cached(&small);
                 self.unmap_range(&small);
                 self.put_back(r);
             }
@@ -124,7 +121,6 @@ impl Engine {
                 if let Some(small) = other {
                     self.put_back(small);
                 }
-                self.uncount_cached(&r);
                 self.unmap_range(&r);
             }
         }
@@ -178,35 +174,13 @@ impl Engine {
             self.advise_dontneed(r.addr, r.len)
         };
         let kept = Range { pages, ..*r };
-        self.count_cached(&kept);
         match self.cache.insert(kept) {
             Ok(()) => false,
-            Err(kept) => {
+            Err(_) => {
                 // No slot either: the range stays mapped (its pages released if DONTNEED
                 // worked) and is given up, a leak of address space rather than of memory.
-                self.uncount_cached(&kept);
                 true
             }
-        }
-    }
-
-    pub(super) fn count_cached(&self, r: &Range) {
-        let c = &self.counters;
-        Counters::add(&c.cached_bytes, r.len as u64);
-        match r.pages {
-            Pages::Resident => Counters::add(&c.cached_resident_bytes, r.len as u64),
-            Pages::Lazy => Counters::add(&c.cached_lazy_bytes, r.len as u64),
-            Pages::Zero => {}
-        }
-    }
-
-    pub(super) fn uncount_cached(&self, r: &Range) {
-        let c = &self.counters;
-        Counters::sub(&c.cached_bytes, r.len as u64);
-        match r.pages {
-            Pages::Resident => Counters::sub(&c.cached_resident_bytes, r.len as u64),
-            Pages::Lazy => Counters::sub(&c.cached_lazy_bytes, r.len as u64),
-            Pages::Zero => {}
         }
     }
 }
