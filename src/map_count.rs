@@ -139,14 +139,7 @@ fn max_map_count() -> usize {
 
 fn parse_count(text: &[u8]) -> Option<usize> {
     let digits = text.strip_suffix(b"\n").unwrap_or(text);
-    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    Some(
-        digits
-            .iter()
-            .fold(0usize, |n, &d| n * 10 + (d - b'0') as usize),
-    )
+    usize::try_from(crate::config::decimal::parse_u64(digits)?).ok()
 }
 
 /// Counts the mappings and decides; one thread at a time (the others go on as before).

@@ -235,7 +235,7 @@ impl fmt::Display for Describe {
         } else {
             write!(f, "{}", cgroup::Size(self.soft))?;
         }
-        f.write_str(" (PAGEWISE_LIMIT=")?;
+        write!(f, " ({}=", crate::config::Setting::Limit.var())?;
         crate::config::show_limit(f, self.setting)?;
         write!(f, ", {}", self.from.name())?;
         if let (Limit::Percent(_), 0) = (self.setting, self.soft) {
