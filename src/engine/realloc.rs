@@ -104,16 +104,7 @@ impl Engine {
             return p;
         }
         // SAFETY: the caller gives us the live block p..p+old_len.
-        let mut moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
-        if moved == Err(Errno(libc::ENOMEM)) && !self.cache.is_empty() {
-            // As in `alloc`: the cache must not be what makes the kernel say no.
-            self.release_cache(Why::Pressure);
-            // SAFETY: as above; a failed move left the block untouched.
-            moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
-        }
-        if let Ok(q) = moved {
-            Counters::add(&c.mremaps, 1);
-            Counters::add(&c.live_bytes, extra as u64);
+        if let Some(q) = unsafe { self.grow_moving_pages(p, old_len, new_len, align) } {
             if zeroed {
                 // Only the old slack: the tail `mremap` added is fresh zero pages.
                 // SAFETY: q is the grown block, new_len >= old_len bytes, ours.
@@ -133,6 +124,32 @@ impl Engine {
             }
         }
         q
+    }
+
+    /// Grows the live block `p..p+old_len` with [`Engine::grow_by_moving`], giving the cache back
+    /// and trying once more if the kernel is short of memory (as `alloc` does: the cache must
+    /// not be what makes the kernel say no). `None` if the block could not move.
+    ///
+    /// # Safety
+    /// `p..p+old_len` is a live block of this engine.
+    unsafe fn grow_moving_pages(
+        &self,
+        p: *mut u8,
+        old_len: usize,
+        new_len: usize,
+        align: usize,
+    ) -> Option<*mut u8> {
+        // SAFETY: the caller gives us the live block p..p+old_len.
+        let mut moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
+        if moved == Err(Errno(libc::ENOMEM)) && !self.cache.is_empty() {
+            self.release_cache(Why::Pressure);
+            // SAFETY: as above; a failed move left the block untouched.
+            moved = unsafe { self.grow_by_moving(p, old_len, new_len, align) };
+        }
+        let q = moved.ok()?;
+        Counters::add(&self.counters.mremaps, 1);
+        Counters::add(&self.counters.live_bytes, (new_len - old_len) as u64);
+        Some(q)
     }
 
     /// Grows the range `p..p+old_len` to `new_len` bytes by moving its pages with
