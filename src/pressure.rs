@@ -245,57 +245,10 @@ impl fmt::Display for Describe<'_> {
         )?;
         crate::report::write_escaped(f, self.path.to_bytes())?;
         match self.status {
-            Status::Unreadable(FileError::Open(e)) => {
-                write!(f, " cannot be opened ({})", errno_name(e))?
-            }
-            Status::Unreadable(FileError::NotRegular(mode)) => {
-                write!(f, " is {}, not a regular file", file_kind(mode))?
-            }
-            Status::Unreadable(FileError::Read(e)) => {
-                write!(f, " cannot be read ({})", errno_name(e))?
-            }
+            Status::Unreadable(e) => write!(f, " {e}")?,
             _ => f.write_str(" is not in PSI format (no \"some avg10=\" line)")?,
         }
         write!(f, "; the file is tried again every {READ_INTERVAL_MS} ms")
-    }
-}
-
-fn file_kind(mode: u32) -> &'static str {
-    match mode {
-        libc::S_IFIFO => "a FIFO",
-        libc::S_IFDIR => "a directory",
-        libc::S_IFCHR => "a character device",
-        libc::S_IFBLK => "a block device",
-        libc::S_IFSOCK => "a socket",
-        _ => "of another kind",
-    }
-}
-
-/// The names of the errors an operator is likely to meet here (`strerror` may allocate).
-struct ErrnoName(i32);
-
-fn errno_name(e: Errno) -> ErrnoName {
-    ErrnoName(e.0)
-}
-
-impl fmt::Display for ErrnoName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 {
-            libc::ENOENT => "ENOENT, no such file",
-            libc::EACCES => "EACCES, permission denied",
-            libc::EPERM => "EPERM, not permitted",
-            libc::ENOTDIR => "ENOTDIR",
-            libc::ELOOP => "ELOOP",
-            libc::EMFILE => "EMFILE, too many open files",
-            libc::ENFILE => "ENFILE, too many open files in the system",
-            libc::EOPNOTSUPP => "EOPNOTSUPP, PSI disabled here",
-            libc::EIO => "EIO",
-            libc::EISDIR => "EISDIR",
-            libc::EINVAL => "EINVAL",
-            libc::ENXIO => "ENXIO",
-            e => return write!(f, "errno {e}"),
-        };
-        f.write_str(name)
     }
 }
 

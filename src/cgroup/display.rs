@@ -20,11 +20,11 @@ impl fmt::Display for Resolution {
 impl fmt::Display for Unknown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Unknown::File(e) => fmt::Display::fmt(&FileErrorText(e), f),
+            Unknown::File(e) => fmt::Display::fmt(&e, f),
             Unknown::Malformed => f.write_str("holds no number of bytes"),
             Unknown::TooLong => write!(f, "a path is longer than {MAX_DIR_LEN} bytes"),
-            Unknown::ProcCgroup(e) => write!(f, "/proc/self/cgroup {}", FileErrorText(e)),
-            Unknown::Mountinfo(e) => write!(f, "/proc/self/mountinfo {}", FileErrorText(e)),
+            Unknown::ProcCgroup(e) => write!(f, "/proc/self/cgroup {}", e),
+            Unknown::Mountinfo(e) => write!(f, "/proc/self/mountinfo {}", e),
             Unknown::NotInCgroup => {
                 f.write_str("/proc/self/cgroup has no cgroup v2 line and no v1 memory line")
             }
@@ -106,50 +106,5 @@ impl fmt::Display for Size {
         } else {
             write!(f, "{:.1} {} ({n} bytes)", n as f64 / unit as f64, UNITS[i])
         }
-    }
-}
-
-/// Why a file could not be read, in words.
-pub(super) struct FileErrorText(FileError);
-
-impl fmt::Display for FileErrorText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            FileError::Open(e) => write!(f, "cannot be opened ({})", ErrnoText(e)),
-            FileError::NotRegular(mode) => {
-                let kind = match mode {
-                    libc::S_IFIFO => "a FIFO",
-                    libc::S_IFDIR => "a directory",
-                    libc::S_IFCHR => "a character device",
-                    libc::S_IFBLK => "a block device",
-                    libc::S_IFSOCK => "a socket",
-                    _ => "of another kind",
-                };
-                write!(f, "is {kind}, not a regular file")
-            }
-            FileError::Read(e) => write!(f, "cannot be read ({})", ErrnoText(e)),
-        }
-    }
-}
-
-/// The errors met here, by name (`strerror` may allocate).
-pub(super) struct ErrnoText(Errno);
-
-impl fmt::Display for ErrnoText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match self.0 .0 {
-            libc::ENOENT => "ENOENT, no such file",
-            libc::EACCES => "EACCES, permission denied",
-            libc::EPERM => "EPERM, not permitted",
-            libc::ENOTDIR => "ENOTDIR, a path component is not a directory",
-            libc::EMFILE => "EMFILE, too many open files",
-            libc::ENFILE => "ENFILE, too many open files in the system",
-            libc::EOPNOTSUPP => "EOPNOTSUPP, PSI disabled here",
-            libc::ENODEV => "ENODEV",
-            libc::EIO => "EIO",
-            libc::EINVAL => "EINVAL",
-            e => return write!(f, "errno {e}"),
-        };
-        f.write_str(name)
     }
 }

@@ -31,45 +31,26 @@ impl Engine {
     pub(super) fn release_range(&self, addr: usize, len: usize, now: u64) {
         let policy = self.release_policy();
         let limit = self.cache_limit.load(Relaxed);
-        if !policy.caches() || len > limit {
-            self.unmap_range(&Range {
-                addr,
-                len,
-                pages: Pages::Resident,
-                since_ms: now,
-            });
-            return;
-        }
-        if self.over_limit(now) {
-            // Over the soft limit nothing more is cached: `adaptive` keeps the range with its
-            // pages dropped, the other policies give it back.
-            if policy == Release::Adaptive {
-                let pages = self.advise_dontneed(addr, len);
-                self.make_room(len, limit);
-                self.cache_range(Range {
-                    addr,
-                    len,
-                    pages,
-                    since_ms: now,
-                });
-            } else {
-                self.unmap_range(&Range {
-                    addr,
-                    len,
-                    pages: Pages::Resident,
-                    since_ms: now,
-                });
-            }
-            return;
-        }
-        let pages = self.apply_policy(policy, addr, len, now);
-        self.make_room(len, limit);
-        self.cache_range(Range {
+        let range = Range {
             addr,
             len,
-            pages,
+            pages: Pages::Resident,
             since_ms: now,
-        });
+        };
+        // Over the soft limit nothing more is cached: `adaptive` keeps the range with its pages
+        // dropped, the other policies give it back.
+        let over = policy.caches() && len <= limit && self.over_limit(now);
+        if !policy.caches() || len > limit || over && policy != Release::Adaptive {
+            self.unmap_range(&range);
+            return;
+        }
+        let pages = if over {
+            self.advise_dontneed(addr, len)
+        } else {
+            self.apply_policy(policy, addr, len, now)
+        };
+        self.make_room(len, limit);
+        self.cache_range(Range { pages, ..range });
         // The background thread applies decay, the pressure signal under `adaptive`, and the
         // soft limit, even when the program allocates nothing more.
         if self.background_enabled()

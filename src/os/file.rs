@@ -2,6 +2,7 @@
 //! on the file's kind, and without keeping a descriptor (issue #10).
 
 use core::ffi::c_int;
+use core::fmt;
 
 use super::{errno, Errno};
 
@@ -218,4 +219,48 @@ pub(crate) fn resident_bytes() -> Option<u64> {
         .nth(1)
         .and_then(crate::config::decimal::parse_u64)?;
     Some(pages.saturating_mul(super::PAGE as u64))
+}
+
+/// Why a file could not be read, in words (for `PAGEWISE_VERBOSE`).
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            FileError::Open(e) => write!(f, "cannot be opened ({e})"),
+            FileError::NotRegular(mode) => {
+                let kind = match mode {
+                    libc::S_IFIFO => "a FIFO",
+                    libc::S_IFDIR => "a directory",
+                    libc::S_IFCHR => "a character device",
+                    libc::S_IFBLK => "a block device",
+                    libc::S_IFSOCK => "a socket",
+                    _ => "of another kind",
+                };
+                write!(f, "is {kind}, not a regular file")
+            }
+            FileError::Read(e) => write!(f, "cannot be read ({e})"),
+        }
+    }
+}
+
+/// The errors met reading files, by name (`strerror` may allocate).
+impl fmt::Display for Errno {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self.0 {
+            libc::ENOENT => "ENOENT, no such file",
+            libc::EACCES => "EACCES, permission denied",
+            libc::EPERM => "EPERM, not permitted",
+            libc::ENOTDIR => "ENOTDIR, a path component is not a directory",
+            libc::ELOOP => "ELOOP",
+            libc::EMFILE => "EMFILE, too many open files",
+            libc::ENFILE => "ENFILE, too many open files in the system",
+            libc::EOPNOTSUPP => "EOPNOTSUPP, PSI disabled here",
+            libc::ENODEV => "ENODEV",
+            libc::ENXIO => "ENXIO",
+            libc::EIO => "EIO",
+            libc::EISDIR => "EISDIR",
+            libc::EINVAL => "EINVAL",
+            e => return write!(f, "errno {e}"),
+        };
+        f.write_str(name)
+    }
 }
