@@ -192,7 +192,12 @@ impl Engine {
     /// bytes is below the soft limit or nothing resident is cached. Called before a fresh
     /// mapping of `extra` bytes, and by maintenance with `extra` 0.
     pub(super) fn enforce_limit(&self, extra: u64, now: u64) {
-        let (mut usage, limit) = self.limit.state(now, extra != 0);
+        let (mut usage, mut limit) = self.limit.state(now, false);
+        // Read afresh only near the limit (within the mapping plus 64 MiB): far from it a stale
+        // reading cannot matter, and a miss should not pay three file reads for nothing.
+        if extra != 0 && limit != 0 && usage.saturating_add(2 * extra + (64 << 20)) >= limit {
+            (usage, limit) = self.limit.state(now, true);
+        }
         self.counters.limit_bytes.store(limit, Relaxed);
         if limit == 0 {
             return;
