@@ -48,72 +48,27 @@ pub(crate) fn read_regular_file(
     path: &core::ffi::CStr,
     buf: &mut [u8],
 ) -> Result<(usize, FileId), FileError> {
-    // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of exec'd children; O_NOCTTY
-    // keeps a terminal from becoming our controlling one; O_NONBLOCK keeps a FIFO from blocking.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK,
-        )
-    };
-    if fd < 0 {
-        return Err(FileError::Open(errno()));
-    }
-    let r = read_regular(fd, buf);
-    // SAFETY: fd was opened above, is ours alone, and is closed once.
-    unsafe { libc::close(fd) };
-    r
-}
-
-fn read_regular(fd: c_int, buf: &mut [u8]) -> Result<(usize, FileId), FileError> {
-    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fd is open and st is a valid stat to fill.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(FileError::Read(errno()));
-    }
-    let kind = st.st_mode & libc::S_IFMT;
-    if kind != libc::S_IFREG {
-        return Err(FileError::NotRegular(kind));
-    }
-    let n = pread_all(fd, buf).map_err(FileError::Read)?;
-    Ok((
-        n,
-        FileId {
-            dev: st.st_dev,
-            ino: st.st_ino,
-        },
-    ))
+    let file = RegularFile::open(path)?;
+    let n = pread_all(file.fd, buf).map_err(FileError::Read)?;
+    Ok((n, file.id))
 }
 
 /// Counts the lines of a file (`/proc/self/maps`: one per mapping) with a stack buffer, never
 /// allocating. Reads all of it: about 10 ms per 65,000 lines.
 pub(crate) fn count_lines(path: &core::ffi::CStr) -> Result<usize, Errno> {
-    // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of exec'd children.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(errno());
-    }
+    let unwrap = |e: FileError| match e {
+        FileError::Open(e) | FileError::Read(e) => e,
+        FileError::NotRegular(_) => Errno(libc::EINVAL),
+    };
+    let mut file = RegularFile::open(path).map_err(unwrap)?;
     let mut buf = [0u8; 4096];
     let mut lines = 0;
-    let result = loop {
-        // SAFETY: buf is a valid writable buffer of its length; fd is open.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = errno();
-            if e == Errno(libc::EINTR) {
-                continue;
-            }
-            break Err(e);
+    loop {
+        match file.read(&mut buf).map_err(unwrap)? {
+            0 => return Ok(lines),
+            n => lines += buf[..n].iter().filter(|&&b| b == b'\n').count(),
         }
-        if n == 0 {
-            break Ok(lines);
-        }
-        lines += buf[..n as usize].iter().filter(|&&b| b == b'\n').count();
-    };
-    // SAFETY: fd was opened above, is ours alone, and is closed once.
-    unsafe { libc::close(fd) };
-    result
+    }
 }
 
 /// `pread` from offset 0 until `buf` is full or the file ends.
@@ -144,7 +99,7 @@ pub(crate) fn pread_all(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
     Ok(n)
 }
 
-// ---- Sequential reads of regular files (cgroup discovery, `src/cgroup.rs`). ----
+// ---- The one way a file is opened here (whole-file reads above, sequential reads below). ----
 
 /// A regular file opened for one pass from start to end, with the guarantees of
 /// [`read_regular_file`] (an `O_NONBLOCK` open, an `fstat` check that it is a regular file before
@@ -154,13 +109,16 @@ pub(crate) fn pread_all(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
 #[derive(Debug)]
 pub(crate) struct RegularFile {
     fd: c_int,
+    /// What `fstat` said the file is, to notice a replacement between two reads.
+    id: FileId,
 }
 
 impl RegularFile {
     /// Opens `path` and checks that it is a regular file.
     pub(crate) fn open(path: &core::ffi::CStr) -> Result<RegularFile, FileError> {
-        // SAFETY: path is NUL-terminated; the flags are those of read_regular_file (O_NONBLOCK:
-        // a FIFO without a writer cannot hang the open).
+        // SAFETY: path is NUL-terminated; O_CLOEXEC keeps the fd out of exec'd children; O_NOCTTY
+        // keeps a terminal from becoming our controlling one; O_NONBLOCK keeps a FIFO without a
+        // writer from hanging the open (fifo(7)).
         let fd = unsafe {
             libc::open(
                 path.as_ptr(),
@@ -171,7 +129,10 @@ impl RegularFile {
             return Err(FileError::Open(errno()));
         }
         // Owned from here: dropped (closed) on every return below.
-        let file = RegularFile { fd };
+        let mut file = RegularFile {
+            fd,
+            id: FileId { dev: 0, ino: 0 },
+        };
         // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
         // SAFETY: fd is open and st is a valid stat to fill.
@@ -182,6 +143,10 @@ impl RegularFile {
         if kind != libc::S_IFREG {
             return Err(FileError::NotRegular(kind));
         }
+        file.id = FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        };
         Ok(file)
     }
 
