@@ -99,22 +99,9 @@ pub(crate) fn map_packed(len: usize, align: usize) -> Option<*mut u8> {
     Some(p)
 }
 
-/// A plain mapping at `align` wherever the kernel puts it (over-mapped and trimmed if needed).
+/// A plain mapping at `align` wherever the kernel puts it.
 fn map_plain_aligned(len: usize, align: usize) -> Option<*mut u8> {
-    let over = len.checked_add(align.saturating_sub(os::PAGE))?;
-    let raw = os::map(over, 0).ok()?;
-    let start = (raw as usize + align - 1) & !(align - 1);
-    let (head, tail) = (start - raw as usize, raw as usize + over - start - len);
-    // SAFETY: both trims are unused parts of the mapping just made.
-    unsafe {
-        if head > 0 {
-            let _ = os::unmap(raw, head);
-        }
-        if tail > 0 {
-            let _ = os::unmap((start + len) as *mut u8, tail);
-        }
-    }
-    Some(start as *mut u8)
+    os::map_aligned(len, align, 0).ok().map(|(p, _)| p)
 }
 
 /// In a `fork` child: a count under way belongs to a thread that does not exist there.

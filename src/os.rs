@@ -116,6 +116,34 @@ pub(crate) fn map_at(hint: usize, len: usize) -> Result<*mut u8, Errno> {
     }
 }
 
+/// A fresh mapping of `len` bytes whose start is a multiple of `align` (a power of two, at least
+/// a page): over-maps by `align - PAGE` and unmaps the excess on both sides, which leaves one
+/// mapping. Returns the start and how many trims (`munmap` calls) it made, 0 to 2.
+pub(crate) fn map_aligned(
+    len: usize,
+    align: usize,
+    extra_flags: c_int,
+) -> Result<(*mut u8, u32), Errno> {
+    debug_assert!(align.is_power_of_two() && align >= PAGE);
+    let over = len.checked_add(align - PAGE).ok_or(Errno(libc::ENOMEM))?;
+    let raw = map(over, extra_flags)?;
+    let start = (raw as usize + align - 1) & !(align - 1);
+    let head = start - raw as usize;
+    let tail = over - head - len;
+    let mut trims = 0;
+    if head > 0 {
+        trims += 1;
+        // SAFETY: raw..start is the unused head of the mapping just made.
+        let _ = unsafe { unmap(raw, head) };
+    }
+    if tail > 0 {
+        trims += 1;
+        // SAFETY: start+len..raw+over is the unused tail of the mapping just made.
+        let _ = unsafe { unmap((start + len) as *mut u8, tail) };
+    }
+    Ok((start as *mut u8, trims))
+}
+
 /// `munmap(addr, len)`: returns the range and its pages to the kernel.
 ///
 /// # Safety

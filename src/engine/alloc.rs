@@ -256,22 +256,9 @@ impl Engine {
             // SAFETY: p..p+len was just mapped and is not handed out.
             let _ = unsafe { os::unmap(p, len) };
         }
-        let over = len.checked_add(align - PAGE)?;
         Counters::add(&c.mmap_calls, 1);
-        let raw = os::map(over, flags).ok()?;
-        let start = (raw as usize + align - 1) & !(align - 1);
-        let head = start - raw as usize;
-        let tail = over - head - len;
-        if head > 0 {
-            Counters::add(&c.munmap_calls, 1);
-            // SAFETY: raw..start is the unused head of our own fresh mapping.
-            let _ = unsafe { os::unmap(raw, head) };
-        }
-        if tail > 0 {
-            Counters::add(&c.munmap_calls, 1);
-            // SAFETY: start+len..raw+over is the unused tail of our own fresh mapping.
-            let _ = unsafe { os::unmap((start + len) as *mut u8, tail) };
-        }
-        Some(start as *mut u8)
+        let (p, trims) = os::map_aligned(len, align, flags).ok()?;
+        Counters::add(&c.munmap_calls, trims.into());
+        Some(p)
     }
 }
