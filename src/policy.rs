@@ -195,6 +195,28 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// As one word, for an atomic (the kind in the low two bits; sizes past 2^62 bytes are no
+    /// limit in practice and are clamped there).
+    pub(crate) const fn to_word(self) -> u64 {
+        match self {
+            Limit::None => 0,
+            Limit::Bytes(b) => {
+                let b = if b > u64::MAX >> 2 { u64::MAX >> 2 } else { b };
+                b << 2 | 1
+            }
+            Limit::Percent(p) => (p as u64) << 2 | 2,
+        }
+    }
+
+    /// The inverse of [`Limit::to_word`].
+    pub(crate) const fn from_word(word: u64) -> Limit {
+        match word & 3 {
+            1 => Limit::Bytes(word >> 2),
+            2 => Limit::Percent((word >> 2) as u8),
+            _ => Limit::None,
+        }
+    }
+
     /// The soft limit in bytes, given the cgroup's limit (if any).
     pub(crate) const fn bytes(self, cgroup_limit: Option<u64>) -> Option<u64> {
         match (self, cgroup_limit) {
@@ -237,6 +259,22 @@ mod tests {
         assert_eq!(Release::parse(b"munmap"), None);
         assert_eq!(Release::parse(b" free"), None);
         assert_eq!(Release::parse(b""), None);
+    }
+
+    #[test]
+    fn limit_words_round_trip() {
+        for l in [
+            Limit::None,
+            Limit::Bytes(0),
+            Limit::Bytes(6 << 30),
+            Limit::Percent(90),
+        ] {
+            assert_eq!(Limit::from_word(l.to_word()), l);
+        }
+        assert_eq!(
+            Limit::from_word(Limit::Bytes(u64::MAX).to_word()),
+            Limit::Bytes(u64::MAX >> 2)
+        );
     }
 
     #[test]

@@ -114,19 +114,10 @@ impl Word for Release {
 
 impl Word for Limit {
     fn to_word(self) -> u64 {
-        // The kind in the low two bits; sizes past 2^62 bytes are no limit in practice.
-        match self {
-            Limit::None => 0,
-            Limit::Bytes(b) => b.min(u64::MAX >> 2) << 2 | 1,
-            Limit::Percent(p) => u64::from(p) << 2 | 2,
-        }
+        Limit::to_word(self)
     }
     fn from_word(word: u64) -> Limit {
-        match word & 3 {
-            1 => Limit::Bytes(word >> 2),
-            2 => Limit::Percent((word >> 2) as u8),
-            _ => Limit::None,
-        }
+        Limit::from_word(word)
     }
 }
 

@@ -26,7 +26,7 @@ pub(crate) const LIMIT_POLL_MS: u64 = 10;
 
 /// An engine's soft limit: its setting, the cgroup it watches, and the last reading.
 pub(super) struct SoftLimit {
-    /// The `Limit` setting, as `Word`-style bits: kind in the low two bits.
+    /// The `Limit` setting, as [`Limit::to_word`].
     setting: AtomicU64,
     /// The cgroup setting: 0 auto, 1 none, 2 the path in `cgroup_path`.
     cgroup_kind: AtomicU64,
@@ -60,12 +60,7 @@ impl SoftLimit {
 
     /// Takes new settings; the next check reads usage and limit again.
     pub(super) fn configure(&self, limit: Limit, cgroup: Cgroup) {
-        let setting = match limit {
-            Limit::None => 0,
-            Limit::Bytes(b) => b.min(u64::MAX >> 2) << 2 | 1,
-            Limit::Percent(p) => u64::from(p) << 2 | 2,
-        };
-        self.setting.store(setting, Relaxed);
+        self.setting.store(limit.to_word(), Relaxed);
         let (kind, path) = match cgroup {
             Cgroup::Auto => (0, ptr::null_mut()),
             Cgroup::None => (1, ptr::null_mut()),
@@ -80,12 +75,7 @@ impl SoftLimit {
     }
 
     pub(super) fn limit_setting(&self) -> Limit {
-        let word = self.setting.load(Relaxed);
-        match word & 3 {
-            1 => Limit::Bytes(word >> 2),
-            2 => Limit::Percent((word >> 2) as u8),
-            _ => Limit::None,
-        }
+        Limit::from_word(self.setting.load(Relaxed))
     }
 
     pub(super) fn cgroup_setting(&self) -> CgroupSetting {
