@@ -89,6 +89,20 @@ fn malloc_large(bencher: Bencher, arg: &Arg) {
     bench(bencher, arg);
 }
 
+/// One thread replacing 4 slots by buffers of 256 KiB..=48 MiB, 100 times, one byte written per
+/// page.
+#[divan::bench(args = args(Workload::Random, &[48 * MIB]))]
+fn random(bencher: Bencher, arg: &Arg) {
+    bench(bencher, arg);
+}
+
+/// Eight threads, each allocating 100 buffers of 4..=5 MiB one at a time, writing one byte per
+/// page and dropping each.
+#[divan::bench(args = args(Workload::MixedThreads8, &[5 * MIB]))]
+fn mixed_threads8(bencher: Bencher, arg: &Arg) {
+    bench(bencher, arg);
+}
+
 /// Divan with defaults that keep a target's sweep to a few minutes; command-line options
 /// (`--sample-count`, `--max-time`, …) override them.
 pub fn main() {

@@ -9,9 +9,11 @@
 //! (default 1500), read from `/proc/self/smaps_rollup`.
 //!
 //! Before the clock starts, the worker runs `--warmup` rounds (default 1; for the multi-round
-//! workloads `mixed_threads` and `malloc_large`, a fifth of `--iters`) of the same work, so the
-//! timed rounds show the allocator's steady state, as a long-running program sees it; the
-//! warm-up's time per round is printed as `cold_round_ns`, the cost a fresh process pays once.
+//! workloads `mixed_threads`, `mixed_threads8`, `random` and `malloc_large`, whose `--iters`
+//! counts iterations, per thread for the threaded ones: a fifth of `--iters`) of the same work,
+//! so the timed rounds show the allocator's steady state, as a long-running program sees it; the
+//! warm-up's time per round (per iteration for the multi-round workloads) is printed as
+//! `cold_round_ns`, the cost a fresh process pays once.
 //! Time and faults cover the timed work only; the peak RSS is `ru_maxrss` of this fresh process
 //! (warm-up included). With `--bound` the work runs on buffers allocated and faulted in (on huge
 //! pages where THP allows) before the clock starts (the warm-up runs on them too).
@@ -107,8 +109,10 @@ pub fn run(allocator: &str) {
 
     // `iters` rounds (or iterations, for the multi-round workloads) starting at round `first`.
     let mut work = |first: usize, iters: usize| -> u64 {
+        if let Some(shape) = workload.churn(size) {
+            return workloads::churn(shape, iters, first as u64 + 1);
+        }
         match workload {
-            Workload::MixedThreads => workloads::mixed_threads(size, 2, iters, first as u64 + 1),
             Workload::MallocLarge => workloads::malloc_large(size, iters, first as u64 + 1),
             _ => (first..first + iters).fold(0u64, |check, round| {
                 check.wrapping_add(match workload {
@@ -119,9 +123,10 @@ pub fn run(allocator: &str) {
             }),
         }
     };
-    let warmup_iters = match workload {
-        Workload::MixedThreads | Workload::MallocLarge if warmup > 0 => (iters / 5).max(1),
-        _ => warmup,
+    let warmup_iters = if workload.multi_round() && warmup > 0 {
+        (iters / 5).max(1)
+    } else {
+        warmup
     };
     let cold = Instant::now();
     let mut check = work(iters, warmup_iters);

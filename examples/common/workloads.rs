@@ -31,16 +31,35 @@ pub enum Workload {
     /// A port of mimalloc-bench's malloc-large: 20 slots, random buffers of `size/5..=size`
     /// bytes, each filled with zeros by `resize` (every page written).
     MallocLarge,
+    /// One thread replacing 4 slots with zeroed buffers of random size in 256 KiB..=`size`,
+    /// writing one byte per page: a few live buffers of scattered sizes.
+    Random,
+    /// Eight threads (more than the cores), each allocating a zeroed buffer of random size in
+    /// `size*4/5..=size`, writing one byte per page and dropping it: one live buffer per thread.
+    MixedThreads8,
+}
+
+/// The shape of a churn workload ([`churn`]): `threads` threads, each replacing `slots` buffers
+/// (or, with no slots, dropping each buffer at once) by `vec![0u8; n]`, `n` random in
+/// `min..=max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Churn {
+    pub threads: usize,
+    pub slots: usize,
+    pub min: usize,
+    pub max: usize,
 }
 
 impl Workload {
     /// Every workload, in report order.
-    pub const ALL: [Workload; 5] = [
+    pub const ALL: [Workload; 7] = [
         Workload::Zeroed,
         Workload::VecPush,
         Workload::HashMap,
         Workload::MixedThreads,
         Workload::MallocLarge,
+        Workload::Random,
+        Workload::MixedThreads8,
     ];
 
     /// The name used on the command line and in the CSV files.
@@ -51,6 +70,8 @@ impl Workload {
             Workload::HashMap => "hashmap",
             Workload::MixedThreads => "mixed_threads",
             Workload::MallocLarge => "malloc_large",
+            Workload::Random => "random",
+            Workload::MixedThreads8 => "mixed_threads8",
         }
     }
 
@@ -62,6 +83,29 @@ impl Workload {
     /// Whether `size` counts entries rather than bytes.
     pub const fn counts_entries(self) -> bool {
         matches!(self, Workload::HashMap)
+    }
+
+    /// The shape of a churn workload of maximum buffer size `size`; `None` for the others.
+    pub const fn churn(self, size: usize) -> Option<Churn> {
+        const MIN: usize = 256 << 10;
+        let (threads, slots, min) = match self {
+            Workload::MixedThreads => (2, 8, MIN),
+            Workload::Random => (1, 4, MIN),
+            Workload::MixedThreads8 => (8, 0, size * 4 / 5),
+            _ => return None,
+        };
+        Some(Churn {
+            threads,
+            slots,
+            min,
+            max: size,
+        })
+    }
+
+    /// Whether `--iters` counts iterations of one multi-round run (the churn workloads and
+    /// [`Workload::MallocLarge`]) rather than rounds.
+    pub const fn multi_round(self) -> bool {
+        matches!(self, Workload::MallocLarge) || self.churn(0).is_some()
     }
 
     /// Whether a fault-free bound variant exists.
@@ -111,8 +155,11 @@ pub fn run_round(workload: Workload, size: usize, round: usize) -> u64 {
         Workload::Zeroed => zeroed(size, round),
         Workload::VecPush => vec_push(size),
         Workload::HashMap => hashmap(size),
-        Workload::MixedThreads => mixed_threads(size, 2, 100, round as u64),
         Workload::MallocLarge => malloc_large(size, 100, round as u64),
+        Workload::MixedThreads | Workload::Random | Workload::MixedThreads8 => {
+            let shape = workload.churn(size).expect("a churn workload");
+            churn(shape, 100, round as u64)
+        }
     }
 }
 
@@ -190,28 +237,36 @@ impl Rng {
     }
 }
 
-/// `threads` threads, each doing `iters` replacements of one of 8 slots with `vec![0u8; n]`,
-/// `n` random in 256 KiB..=`max`, writing one byte per page. Everything is freed before return.
-pub fn mixed_threads(max: usize, threads: usize, iters: usize, seed: u64) -> u64 {
+/// `shape.threads` threads, each doing `iters` iterations: `vec![0u8; n]`, `n` random in
+/// `shape.min..=shape.max`, one byte written per page, then stored in a random one of
+/// `shape.slots` slots (the buffer it replaces is freed after the new one exists) or, with no
+/// slots, freed at once. Thread `t` draws from `Rng::new(seed * 31 + t + 1)`. A single thread
+/// runs on the caller's thread (its allocator caches carry over from one call to the next, as in
+/// [`malloc_large`]). Everything is freed before return.
+pub fn churn(shape: Churn, iters: usize, seed: u64) -> u64 {
+    let body = move |t: u64| {
+        let mut rng = Rng::new(seed * 31 + t + 1);
+        let mut slots: Vec<Vec<u8>> = (0..shape.slots).map(|_| Vec::new()).collect();
+        let mut sum = 0;
+        for _ in 0..iters {
+            let mut buf = vec![0u8; rng.range(shape.min, shape.max.max(shape.min))];
+            for i in (0..buf.len()).step_by(PAGE) {
+                buf[i] = 1;
+            }
+            sum += sample(&buf);
+            if !slots.is_empty() {
+                let slot = rng.range(0, slots.len() - 1);
+                slots[slot] = buf;
+            }
+        }
+        sum
+    };
+    if shape.threads == 1 {
+        return body(0);
+    }
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads as u64)
-            .map(|t| {
-                s.spawn(move || {
-                    let mut rng = Rng::new(seed * 31 + t + 1);
-                    let mut slots: Vec<Vec<u8>> = (0..8).map(|_| Vec::new()).collect();
-                    let mut sum = 0;
-                    for _ in 0..iters {
-                        let mut buf = vec![0u8; rng.range(256 << 10, max.max(256 << 10))];
-                        for i in (0..buf.len()).step_by(PAGE) {
-                            buf[i] = 1;
-                        }
-                        sum += sample(&buf);
-                        let slot = rng.range(0, slots.len() - 1);
-                        slots[slot] = buf;
-                    }
-                    sum
-                })
-            })
+        let workers: Vec<_> = (0..shape.threads as u64)
+            .map(|t| s.spawn(move || body(t)))
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).sum()
     })
