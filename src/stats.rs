@@ -139,6 +139,9 @@ counters! {
     limit_bytes,
     /// Cached ranges released to stay under the soft limit.
     limit_releases,
+    /// Cached ranges released to keep the cache's resident bytes within its budget, which
+    /// follows the live large bytes: at most a tenth over their recent peak, or 8 MiB.
+    budget_releases,
     /// 1 when this allocator runs on the shared overflow engine, else 0: it was first used while
     /// 64 other allocators with a cache were alive (see [`PageAlloc`](crate::PageAlloc)). It then
     /// has no cache, unmaps at free, does not prefetch, ignores `reconfigure`, and its counters

@@ -316,11 +316,13 @@ fn vm_hwm() -> u64 {
 }
 
 const RANDOM_TEST: &str = "a_soft_limit_in_bytes_bounds_a_random_size_workload";
-const SOFT: u64 = 520 * MIB as u64;
+const SOFT: u64 = 470 * MIB as u64;
 
-/// 4 live buffers of random sizes in 1–128 MiB (live total at most 512 MiB, under the limit of
-/// 520 MiB),
-/// each written in full, replaced 120 times; prints the peak RSS.
+/// 4 live buffers of random sizes in 1–128 MiB, each written in full, replaced 120 times; prints
+/// the peak RSS and the most bytes live at once (451 MiB with this seed). The soft limit, 470
+/// MiB, is above that and below the peak without a limit: the cache's budget lets it hold up to
+/// a tenth over the recent peak of the live bytes (503–526 MiB measured), the limit keeps it
+/// under 470 MiB.
 fn random_workload(limit: Limit) {
     // No cgroup: the soft limit applies to this process's RSS (with one, to the cgroup's usage,
     // which here includes whatever else runs in the machine's cgroup).
@@ -332,6 +334,7 @@ fn random_workload(limit: Limit) {
     );
     let mut rng = XorShift::new(0xC0_97_0F);
     let mut live: Vec<(*mut u8, Layout)> = Vec::new();
+    let mut max_live = 0;
     for round in 0..124 {
         if live.len() == 4 {
             let (p, l) = live.remove(rng.range(0, 3) as usize);
@@ -345,12 +348,14 @@ fn random_workload(limit: Limit) {
         assert!(!p.is_null());
         touch_pages(p, size, round as u8);
         live.push((p, l));
+        max_live = max_live.max(live.iter().map(|(_, l)| l.size()).sum::<usize>());
     }
     let s = a.stats();
     println!(
-        "peak {} MiB, limit {:?}; limit_releases {} cache_hits {} misses {}",
+        "peak {} MiB, limit {:?}, most live {} MiB; limit_releases {} cache_hits {} misses {}",
         vm_hwm() >> 20,
         limit,
+        max_live >> 20,
         s.limit_releases,
         s.cache_hits,
         s.cache_misses

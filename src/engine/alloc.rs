@@ -54,7 +54,7 @@ impl Engine {
             .unwrap_or_else(|| self.map_fresh_block(&block));
         if !p.is_null() {
             Counters::add(&self.counters.large_allocs, 1);
-            Counters::add(&self.counters.live_bytes, len as u64);
+            self.add_live(len as u64);
         }
         p
     }
@@ -121,8 +121,11 @@ impl Engine {
     /// Step 3: a fresh mapping, or null.
     fn map_fresh_block(&self, b: &Block) -> *mut u8 {
         self.note_outcome(true);
-        // Under a soft limit, cached memory goes back first rather than the process growing.
-        self.enforce_limit(b.len as u64, os::now_ms());
+        let now = os::now_ms();
+        // The new block will be live: the cache gives back what is over its budget then, and,
+        // under a soft limit, what would take usage over it, rather than the process growing.
+        self.fit_budget(b.len as u64, now);
+        self.enforce_limit(b.len as u64, now);
         let prefetch = self.prefetch();
         let mut p = self.fresh(b.len, b.align, prefetch);
         if p.is_null() && !self.cache.is_empty() {
@@ -241,24 +244,44 @@ impl Engine {
         p
     }
 
-    /// `mmap` of `len` bytes whose start is a multiple of `align`: over-map by `align - PAGE`
-    /// and unmap the excess on both sides. Linux 6.7+ already returns 2 MiB-aligned addresses for
-    /// lengths that are multiples of 2 MiB, so a plain mapping is tried first when that may help.
+    /// `mmap` of `len` bytes whose start is a multiple of `align`.
+    ///
+    /// Linux 6.7+ places a mapping whose length is a multiple of 2 MiB on a 2 MiB boundary
+    /// (`tests/kernel_facts.rs`), so for an alignment up to 2 MiB the length rounded up to
+    /// `align` is mapped first and, if it came out aligned, the slack past `len` is unmapped at
+    /// once: two syscalls, and the slack never holds a page (a huge page over the block's last
+    /// bytes would cost up to 2 MiB of RSS, see [`map_len`]). Otherwise, over-map by
+    /// `align - PAGE` and unmap the excess on both sides.
     fn map_aligned(&self, len: usize, align: usize, flags: libc::c_int) -> Option<*mut u8> {
         let c = &self.counters;
         if align <= HUGE {
+            let whole = len.checked_add(align - 1)? & !(align - 1);
             Counters::add(&c.mmap_calls, 1);
-            let p = os::map(len, flags).ok()?;
+            let p = os::map(whole, flags).ok()?;
             if p as usize & (align - 1) == 0 {
+                self.unmap_slack(p, len, whole);
                 return Some(p);
             }
             Counters::add(&c.munmap_calls, 1);
-            // SAFETY: p..p+len was just mapped and is not handed out.
-            let _ = unsafe { os::unmap(p, len) };
+            // SAFETY: p..p+whole was just mapped and is not handed out.
+            let _ = unsafe { os::unmap(p, whole) };
         }
         Counters::add(&c.mmap_calls, 1);
         let (p, trims) = os::map_aligned(len, align, flags).ok()?;
         Counters::add(&c.munmap_calls, trims.into());
         Some(p)
+    }
+
+    /// Unmaps `p+len..p+whole`, the part of a mapping (or `mremap` result) of `whole` bytes past
+    /// the `len` bytes a block uses, if there is any. Unmapping the end of a mapping shrinks it
+    /// and never needs a new VMA, so it does not fail at `vm.max_map_count`; if it failed all
+    /// the same, the slack would stay mapped and untouched (address space, no memory).
+    pub(super) fn unmap_slack(&self, p: *mut u8, len: usize, whole: usize) {
+        if whole > len {
+            Counters::add(&self.counters.munmap_calls, 1);
+            // SAFETY: p+len..p+whole is the unused end of a mapping the caller just made or
+            // moved; no block or cached range includes it.
+            let _ = unsafe { os::unmap(p.wrapping_add(len), whole - len) };
+        }
     }
 }

@@ -23,6 +23,8 @@ pub(crate) enum Why {
     Recycle,
     /// Usage is at or over the soft limit, or a fresh mapping would take it over.
     Limit,
+    /// The cache's resident bytes are over its budget (`budget.rs`).
+    Budget,
 }
 
 impl Engine {
@@ -115,6 +117,7 @@ impl Engine {
             Why::Purge => &c.purge_releases,
             Why::Recycle => &c.recycle_releases,
             Why::Limit => &c.limit_releases,
+            Why::Budget => &c.budget_releases,
         };
         Counters::add(counter, 1);
         self.unmap_range(&r)

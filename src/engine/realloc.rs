@@ -94,7 +94,7 @@ impl Engine {
                 self.put_back(rest);
             }
             Counters::add(&c.in_place_reallocs, 1);
-            Counters::add(&c.live_bytes, extra as u64);
+            self.add_live(extra as u64);
             // A run is taken in one page state: zero pages need no clearing.
             clear(if pages == Pages::Zero {
                 old_len
@@ -148,7 +148,7 @@ impl Engine {
         }
         let q = moved.ok()?;
         Counters::add(&self.counters.mremaps, 1);
-        Counters::add(&self.counters.live_bytes, (new_len - old_len) as u64);
+        self.add_live((new_len - old_len) as u64);
         Some(q)
     }
 
@@ -160,7 +160,8 @@ impl Engine {
     /// a reservation with `MREMAP_FIXED` would be unsound here, because kernels before 6.10
     /// unmap the destination *before* checking the source, so after a failure the reservation
     /// may already be gone and reused by another thread. Linux 6.7+ places 2 MiB-multiple
-    /// lengths at 2 MiB-aligned addresses (a test in `tests/kernel_facts.rs` checks this), so huge
+    /// lengths at 2 MiB-aligned addresses (a test in `tests/kernel_facts.rs` checks this), so a
+    /// huge block is moved at its length rounded up to 2 MiB and the slack unmapped: its huge
     /// pages still line up; a block that needs more than page alignment is grown by the caller
     /// with a copy instead (`Err(EINVAL)`).
     ///
@@ -180,9 +181,19 @@ impl Engine {
         }
         let c = &self.counters;
         let prefetch = self.prefetch();
+        let huge = prefetch.huge_pages() && new_len >= HUGE;
+        // A huge block is moved at its length rounded up to 2 MiB, which the kernel places on a
+        // 2 MiB boundary, and the slack is unmapped at once (as `map_aligned` does for a fresh
+        // one): a move to an unaligned address would split the block's huge pages.
+        let whole = if huge {
+            new_len.checked_add(HUGE - 1).ok_or(Errno(libc::ENOMEM))? & !(HUGE - 1)
+        } else {
+            new_len
+        };
         // SAFETY: the caller owns p..p+old_len, which lies in our mappings.
-        let q = unsafe { os::remap(p, old_len, new_len) }?;
-        if prefetch.huge_pages() && new_len >= HUGE {
+        let q = unsafe { os::remap(p, old_len, whole) }?;
+        self.unmap_slack(q, new_len, whole);
+        if huge {
             Counters::add(&c.madvise_calls, 1);
             // SAFETY: q..q+new_len is the grown range; MADV_HUGEPAGE only changes faulting.
             let _ = unsafe { os::advise(q, new_len, libc::MADV_HUGEPAGE) };

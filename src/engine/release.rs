@@ -51,6 +51,7 @@ impl Engine {
         };
         self.make_room(len, limit);
         self.cache_range(Range { pages, ..range });
+        self.fit_budget(0, now);
         // The background thread applies decay, the pressure signal under `adaptive`, and the
         // soft limit, even when the program allocates nothing more.
         if self.background_enabled()
