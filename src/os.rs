@@ -173,6 +173,36 @@ pub(crate) unsafe fn remap(old: *mut u8, old_len: usize, new_len: usize) -> Resu
     }
 }
 
+/// `mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dest)`: moves the pages of
+/// `src..src+len` to `dest` by moving page-table entries (no copy, no fault), replacing whatever
+/// was mapped at `dest..dest+len`. On failure the source is untouched, but the destination may
+/// already have been unmapped (kernels before 6.10 unmap it before checking the source, and any
+/// kernel before it allocates the moved VMA): the caller must map it again, or give it up.
+///
+/// # Safety
+/// Both ranges must be owned by pagewise and hold no live block other than the caller's, and
+/// `src..src+len` must lie within one mapping.
+pub(crate) unsafe fn move_pages(src: *mut u8, len: usize, dest: *mut u8) -> Result<(), Errno> {
+    debug_assert_range(src, len);
+    debug_assert_range(dest, len);
+    // SAFETY: the caller owns both ranges; MREMAP_FIXED replaces only the destination, which is
+    // the caller's.
+    let p = unsafe {
+        libc::mremap(
+            src.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dest,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(())
+    }
+}
+
 /// `madvise(addr, len, advice)`.
 ///
 /// # Safety

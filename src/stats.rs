@@ -95,6 +95,9 @@ counters! {
     /// Large allocations served by growing a smaller cached range with `mremap` (its pages
     /// serve the head of the block, only the tail is new).
     grown_hits,
+    /// Cached ranges whose pages were moved (`mremap(MREMAP_FIXED)`) into a block grown from
+    /// another cached range, instead of fresh pages.
+    moved_ranges,
     /// Large allocations that needed a fresh mapping (and got one).
     cache_misses,
     /// Large allocations served by the inner allocator because the kernel refused a mapping

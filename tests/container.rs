@@ -7,8 +7,8 @@
 //!   allocator runs: cached memory goes back soon after usage crosses the soft limit, frees are
 //!   not cached while over it, the cache serves again once usage falls; `limit_bytes` and
 //!   `limit_releases`; pressure from the fake `memory.pressure`; garbage and missing files.
-//! - A soft limit in bytes (no cgroup: it applies to the process's RSS) on a random-size
-//!   workload keeps the peak under the limit + 32 MiB.
+//! - A soft limit in bytes (no cgroup: it applies to the process's RSS) gives the cache back as
+//!   the process's other memory grows, keeping the peak under the limit + 64 MiB (usage is polled every 10 ms).
 //!
 //! A process watches one given cgroup directory at most, so each fake directory is used by its
 //! own child process.
@@ -315,67 +315,60 @@ fn vm_hwm() -> u64 {
     kb * 1024
 }
 
-const RANDOM_TEST: &str = "a_soft_limit_in_bytes_bounds_a_random_size_workload";
-const SOFT: u64 = 470 * MIB as u64;
+const GROWTH_TEST: &str = "a_soft_limit_in_bytes_gives_the_cache_back_as_other_memory_grows";
+const SOFT: u64 = 640 * MIB as u64;
 
-/// 4 live buffers of random sizes in 1–128 MiB, each written in full, replaced 120 times; prints
-/// the peak RSS and the most bytes live at once (451 MiB with this seed). The soft limit, 470
-/// MiB, is above that and below the peak without a limit: the cache's budget lets it hold up to
-/// a tenth over the recent peak of the live bytes (503–526 MiB measured), the limit keeps it
-/// under 470 MiB.
-fn random_workload(limit: Limit) {
-    // No cgroup: the soft limit applies to this process's RSS (with one, to the cgroup's usage,
-    // which here includes whatever else runs in the machine's cgroup).
+/// Four 100 MiB blocks, written and freed (the cache's budget keeps all four: they are within a
+/// tenth of the live peak, 400 MiB), then 400 MiB of small allocations that the inner allocator
+/// serves, written; prints the peak RSS. Without a limit the cache stays beside the new memory
+/// (about 800 MiB); with a 640 MiB soft limit on this process's RSS (no cgroup), pagewise gives
+/// it back as usage crosses the limit. (Issue #13's random-size workload no longer shows this:
+/// since issue #12 the cache's RSS stays within the live peak there, limit or not.)
+fn growth_workload(limit: Limit) {
     let a = PageAlloc::new().with_config(
         Config::DEFAULT
             .ignore_env()
             .cgroup(Cgroup::None)
             .limit(limit),
     );
-    let mut rng = XorShift::new(0xC0_97_0F);
-    let mut live: Vec<(*mut u8, Layout)> = Vec::new();
-    let mut max_live = 0;
-    for round in 0..124 {
-        if live.len() == 4 {
-            let (p, l) = live.remove(rng.range(0, 3) as usize);
-            // SAFETY: p is live with layout l.
-            unsafe { a.dealloc(p, l) };
+    let big = Layout::from_size_align(100 * MIB, 8).unwrap();
+    // SAFETY: non-zero sizes; each block is written within its size and freed with its layout.
+    unsafe {
+        let blocks: Vec<*mut u8> = (0..4).map(|_| a.alloc(big)).collect();
+        for (i, &p) in blocks.iter().enumerate() {
+            assert!(!p.is_null());
+            touch_pages(p, big.size(), i as u8);
         }
-        let size = rng.range(1, 128) as usize * MIB - rng.range(0, 4095) as usize;
-        let l = Layout::from_size_align(size, 8).unwrap();
-        // SAFETY: non-zero size.
-        let p = unsafe { a.alloc(l) };
-        assert!(!p.is_null());
-        touch_pages(p, size, round as u8);
-        live.push((p, l));
-        max_live = max_live.max(live.iter().map(|(_, l)| l.size()).sum::<usize>());
+        for p in blocks {
+            a.dealloc(p, big);
+        }
+    }
+    let cached = a.stats().cached_resident_bytes;
+    let mut small: Vec<Vec<u8>> = Vec::new();
+    for i in 0..400 * 16 {
+        small.push(vec![i as u8; 64 * KIB]);
     }
     let s = a.stats();
     println!(
-        "peak {} MiB, limit {:?}, most live {} MiB; limit_releases {} cache_hits {} misses {}",
+        "peak {} MiB, limit {:?}; cached after the frees {} MiB; limit_releases {}",
         vm_hwm() >> 20,
         limit,
-        max_live >> 20,
-        s.limit_releases,
-        s.cache_hits,
-        s.cache_misses
+        cached >> 20,
+        s.limit_releases
     );
-    for (p, l) in live {
-        // SAFETY: p is live with layout l.
-        unsafe { a.dealloc(p, l) };
-    }
+    drop(small);
 }
 
 #[test]
-fn a_soft_limit_in_bytes_bounds_a_random_size_workload() {
+fn a_soft_limit_in_bytes_gives_the_cache_back_as_other_memory_grows() {
     match child_mode().as_deref() {
-        Some("random-limited") => return random_workload(Limit::Bytes(SOFT)),
-        Some("random-unlimited") => return random_workload(Limit::None),
+        Some("growth-limited") => return growth_workload(Limit::Bytes(SOFT)),
+        Some("growth-unlimited") => return growth_workload(Limit::None),
         Some(_) => return,
         None => {}
     }
     let peak = |mode| {
-        let out = run_child(RANDOM_TEST, mode, &[], Duration::from_secs(120));
+        let out = run_child(GROWTH_TEST, mode, &[], Duration::from_secs(120));
         assert!(out.status.success(), "{}", out.describe());
         let line = out
             .stdout
@@ -386,15 +379,17 @@ fn a_soft_limit_in_bytes_bounds_a_random_size_workload() {
         let mib: u64 = line.split_whitespace().next().unwrap().parse().unwrap();
         mib
     };
-    let limited = peak("random-limited");
-    let unlimited = peak("random-unlimited");
+    let limited = peak("growth-limited");
+    let unlimited = peak("growth-unlimited");
     assert!(
         unlimited > SOFT >> 20,
         "without a limit the peak ({unlimited} MiB) should pass {} MiB, or this test shows nothing",
         SOFT >> 20
     );
+    // Usage is polled every 10 ms (LIMIT_POLL_MS) while the small allocations grow by up to
+    // 4 GiB/s here: 64 MiB of slack, two polls' worth and a scheduling delay.
     assert!(
-        limited <= (SOFT >> 20) + 32,
+        limited <= (SOFT >> 20) + 64,
         "with a {} MiB soft limit the peak was {limited} MiB (unlimited: {unlimited} MiB)",
         SOFT >> 20
     );

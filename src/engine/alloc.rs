@@ -22,6 +22,9 @@ const RECYCLE_IDLE_MS: u64 = 100;
 /// instead of 1.7 s).
 const RECYCLE_MISSES: u32 = 4;
 const RECYCLE_WINDOW: u32 = 8;
+/// The most cached ranges [`Engine::fill_from_cache`] moves into one block: each move is a
+/// syscall and splits a mapping.
+const MAX_MOVES: usize = 4;
 
 /// One allocation request, as the three steps see it.
 struct Block {
@@ -92,22 +95,30 @@ impl Engine {
     }
 
     /// Step 2: nothing cached is big enough: grow the largest smaller range, if it is at least
-    /// half the request, rather than map fresh pages beside it. Its pages serve the head, only
-    /// the tail is new, and the cache does not pile up ranges of sizes the program has moved away
-    /// from. Smaller ranges are left alone: growing a table from the one before the previous
-    /// (HashMap's doubling) would eat every small range, so that the next round of the same
-    /// program finds only big ones, carves them, and faults again for its biggest table.
+    /// a quarter of the request, rather than map fresh pages beside it. Its pages serve the
+    /// head, other cached ranges are moved in after them (`fill_from_cache`), and only the rest
+    /// is new, so the cache does not pile up ranges of sizes the program has moved away from.
+    /// Smaller ranges are left alone: growing a table from one far smaller (HashMap's doubling)
+    /// would eat every small range, so that the next round of the same program finds only big
+    /// ones, carves them, and faults again for its biggest table. A quarter (not half, as before
+    /// issue #12) keeps that replay exact (`tests/engine_paths.rs`) and grows more of
+    /// `malloc_large`'s blocks from pages the process holds.
     fn grow_smaller_range(&self, b: &Block) -> Option<*mut u8> {
-        let r = self.cache.take_largest_below(b.len, b.len / 2)?;
+        let r = self.cache.take_largest_below(b.len, b.len / 4)?;
         // SAFETY: the range was just taken out of the cache; nothing else uses it.
         match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, b.len, b.align) } {
             Ok(p) => {
+                // SAFETY: p..p+len is our grown block; its pages past r.len are fresh.
+                let filled = unsafe { self.fill_from_cache(p, r.len, b.len) }?;
                 Counters::add(&self.counters.grown_hits, 1);
                 self.note_outcome(false);
-                if b.zeroed && r.pages != Pages::Zero {
-                    // SAFETY: p is our block of len >= size bytes; the head came from the cached
-                    // range and may hold old bytes, the tail is fresh and zero.
-                    unsafe { ptr::write_bytes(p, 0, b.size.min(r.len)) };
+                // The head came from the cached range and may hold old bytes (unless its pages
+                // were dropped), so may the ranges moved in after it; the rest is fresh.
+                let old_from = if r.pages == Pages::Zero { r.len } else { 0 };
+                let old_to = filled.min(b.size);
+                if b.zeroed && old_to > old_from {
+                    // SAFETY: p is our block of len >= size bytes.
+                    unsafe { ptr::write_bytes(p.add(old_from), 0, old_to - old_from) };
                 }
                 Some(p)
             }
@@ -118,14 +129,86 @@ impl Engine {
         }
     }
 
+    /// Moves the pages of resident cached ranges into the fresh part `p+from..p+len` of a block
+    /// just grown from a cached range or freshly mapped, with `mremap(MREMAP_FIXED)`: the block
+    /// gets pages the process already holds instead of faulting fresh ones in beside them,
+    /// which the cache's budget would make it give back (issue #12: on `malloc_large`, 4 of 5
+    /// fresh bytes came from growing a range into a block bigger than any cached one). At most
+    /// [`MAX_MOVES`] ranges, each the best fit for what is left or else the largest smaller one
+    /// of at least 2 MiB; ranges whose pages were dropped are not worth a syscall.
+    ///
+    /// Returns how far the block now holds moved pages (`from` if none moved). `None` if the
+    /// kernel refused a move and unmapped the destination, and another thread mapped that hole
+    /// before it could be mapped again: the block is then unmapped (its pages released) and the
+    /// caller maps a fresh one.
+    ///
+    /// # Safety
+    /// `p..p+len` is a block the caller owns, whose pages from `from` on are fresh.
+    unsafe fn fill_from_cache(&self, p: *mut u8, mut from: usize, len: usize) -> Option<usize> {
+        if !map_count::may_map() {
+            return Some(from); // each move adds mappings: not near vm.max_map_count
+        }
+        for _ in 0..MAX_MOVES {
+            let want = len - from;
+            if want == 0 {
+                break;
+            }
+            let Some(r) = self
+                .take_cached(want, PAGE)
+                .or_else(|| self.cache.take_largest_below(want, HUGE))
+            else {
+                break;
+            };
+            if r.pages == Pages::Zero {
+                self.put_back(r);
+                break;
+            }
+            let dest = p.wrapping_add(from);
+            // SAFETY: r was just taken out of the cache (ours, a whole number of pages within
+            // one range, at most `want` long); dest..dest+r.len is the fresh part of our block.
+            match unsafe { os::move_pages(r.addr as *mut u8, r.len, dest) } {
+                Ok(()) => {
+                    Counters::add(&self.counters.moved_ranges, 1);
+                    // The move splits the block's mapping around it (and the source's).
+                    map_count::note_mapped();
+                    from += r.len;
+                }
+                Err(_) => {
+                    // The source is untouched; the destination may be unmapped.
+                    self.put_back(r);
+                    let c = &self.counters;
+                    Counters::add(&c.mmap_calls, 1);
+                    match os::map_at(dest as usize, r.len) {
+                        Ok(q) if q == dest => break,
+                        Ok(q) => {
+                            // A kernel before 4.17 took the address as a hint only.
+                            Counters::add(&c.munmap_calls, 1);
+                            // SAFETY: q..q+r.len was just mapped for us and is not handed out.
+                            let _ = unsafe { os::unmap(q, r.len) };
+                        }
+                        Err(_) => {}
+                    }
+                    // SAFETY: p..dest and dest+r.len..p+len are this block's, which no one else
+                    // has; the hole between them is not ours any more.
+                    unsafe {
+                        Counters::add(&c.munmap_calls, 1);
+                        let _ = os::unmap(p, from);
+                        let rest = len - from - r.len;
+                        if rest > 0 {
+                            Counters::add(&c.munmap_calls, 1);
+                            let _ = os::unmap(dest.add(r.len), rest);
+                        }
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(from)
+    }
+
     /// Step 3: a fresh mapping, or null.
     fn map_fresh_block(&self, b: &Block) -> *mut u8 {
         self.note_outcome(true);
-        let now = os::now_ms();
-        // The new block will be live: the cache gives back what is over its budget then, and,
-        // under a soft limit, what would take usage over it, rather than the process growing.
-        self.fit_budget(b.len as u64, now);
-        self.enforce_limit(b.len as u64, now);
         let prefetch = self.prefetch();
         let mut p = self.fresh(b.len, b.align, prefetch);
         if p.is_null() && !self.cache.is_empty() {
@@ -135,11 +218,40 @@ impl Engine {
             self.release_cache(Why::Pressure);
             p = self.fresh(b.len, b.align, prefetch);
         }
-        if !p.is_null() {
-            // Counted once the mapping exists: a refused one is no block (the caller may serve
-            // it from its fallback, `Stats::fallback_allocs`).
-            Counters::add(&self.counters.cache_misses, 1);
+        if p.is_null() {
+            return p;
         }
+        // Counted once the mapping exists: a refused one is no block (the caller may serve it
+        // from its fallback, `Stats::fallback_allocs`).
+        Counters::add(&self.counters.cache_misses, 1);
+        // Pages the process already holds go into the new block first (a populated mapping has
+        // its pages already, and a block under 2 MiB fits no cached range, or it would have been
+        // a hit).
+        let mut moved = 0;
+        if b.len >= HUGE && !prefetch.populates() {
+            // SAFETY: p..p+len is the fresh mapping just made, ours.
+            match unsafe { self.fill_from_cache(p, 0, b.len) } {
+                Some(to) => moved = to,
+                None => {
+                    p = self.fresh(b.len, b.align, prefetch);
+                    if p.is_null() {
+                        return p;
+                    }
+                }
+            }
+        }
+        if b.zeroed && moved > 0 {
+            // SAFETY: the moved pages are the first `moved` bytes of our block; they may hold
+            // old bytes.
+            unsafe { ptr::write_bytes(p, 0, moved.min(b.size)) };
+        }
+        // The new block's fresh pages will be live once touched: the cache gives back what has
+        // sat idle (`recycle`), what is over its budget then, and, under a soft limit, what
+        // would take usage over it, so that the process does not grow by them beside the cache.
+        let now = os::now_ms();
+        self.recycle(b.len - moved);
+        self.fit_budget(b.len as u64, now);
+        self.enforce_limit(b.len as u64, now);
         p
     }
 
@@ -214,7 +326,6 @@ impl Engine {
             Counters::add(&self.counters.mmap_calls, 1);
             return map_count::map_packed(len, align).unwrap_or(ptr::null_mut());
         }
-        self.recycle(len);
         let huge = prefetch.huge_pages() && len >= HUGE;
         let align = if huge { align.max(HUGE) } else { align };
         let populate = prefetch.populates();
