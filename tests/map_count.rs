@@ -125,3 +125,67 @@ fn more_live_blocks_than_mappings_are_all_served() {
     println!("{}", out.stdout);
     assert!(out.status.success(), "child failed:\n{}", out.describe());
 }
+
+const PER_BLOCK_TEST: &str = "a_huge_block_is_one_mapping";
+
+/// `count` live blocks of random sizes in 2–8 MiB (not multiples of 2 MiB), one byte written in
+/// each, from `alloc`; returns the mappings they added to /proc/self/maps.
+fn mappings_for_blocks(alloc: &dyn GlobalAlloc, count: usize) -> usize {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut rng = XorShift::new(12);
+    let layouts: Vec<Layout> = (0..count)
+        .map(|_| {
+            let size = rng.range(2 * MIB as u64, 8 * MIB as u64) as usize | 1;
+            Layout::from_size_align(size, 8).unwrap()
+        })
+        .collect();
+    let before = mappings(&mut buf);
+    let blocks: Vec<*mut u8> = layouts
+        .iter()
+        // SAFETY: non-zero sizes; each block is freed below with its layout.
+        .map(|&l| unsafe { alloc.alloc(l) })
+        .collect();
+    for &p in &blocks {
+        assert!(!p.is_null());
+        // SAFETY: a live block of at least one byte.
+        unsafe { p.write(1) };
+    }
+    let added = mappings(&mut buf) - before;
+    for (p, l) in blocks.into_iter().zip(layouts) {
+        // SAFETY: p is live with layout l.
+        unsafe { alloc.dealloc(p, l) };
+    }
+    added
+}
+
+/// Issue #12 rounds blocks to pages, not 2 MiB: a huge block is a 2 MiB-aligned mapping of its
+/// own length, whose end no longer meets the next block's start, so neighbouring blocks no
+/// longer merge into one mapping. What must not happen is more than one mapping per block (a
+/// body/tail split into a huge-page and a small-page mapping would make two): near
+/// `vm.max_map_count` the packed mappings of issue #10 take over (the test above).
+#[test]
+fn a_huge_block_is_one_mapping() {
+    const BLOCKS: usize = 512;
+    if child_mode().as_deref() == Some("per-block") {
+        let a = PageAlloc::new().with_config(Config::DEFAULT.ignore_env().release(Release::Retain));
+        let pagewise = mappings_for_blocks(&a, BLOCKS);
+        let glibc = mappings_for_blocks(&std::alloc::System, BLOCKS);
+        println!(
+            "{BLOCKS} live blocks of 2-8 MiB: pagewise {pagewise} mappings ({:.2} per block), \
+             glibc {glibc} ({:.2} per block)",
+            pagewise as f64 / BLOCKS as f64,
+            glibc as f64 / BLOCKS as f64
+        );
+        assert!(
+            pagewise <= BLOCKS + 4,
+            "{pagewise} mappings for {BLOCKS} blocks: more than one per block"
+        );
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let out = run_child(PER_BLOCK_TEST, "per-block", &[], Duration::from_secs(60));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "child failed:\n{}", out.describe());
+}
