@@ -103,7 +103,7 @@ use once_cell::race::{OnceNonZeroUsize, OnceRef};
 /// - size 0 is allowed: `allocate` returns a dangling pointer at the alignment and allocates
 ///   nothing; freeing it does nothing;
 /// - `grow_zeroed` clears only bytes that may hold old data (the block's slack past its old
-///   size, less than one mapping unit, and pages taken from the cache that are not zero pages):
+///   size, less than a page, and pages taken from the cache that are not zero pages):
 ///   pages that `mremap` adds are fresh zero pages and are not touched;
 /// - the block returned is exactly `layout.size()` bytes long.
 ///

@@ -8,6 +8,8 @@
 //! | `release.rs` | a large free: the release policy, the cache limit, unmapping |
 //! | `realloc.rs` | resizing a large block in place, by moving pages, or by copying |
 //! | `maintain.rs` | decay, the pressure signal, purge |
+//! | `budget.rs` | the cache's budget: resident cached bytes within a tenth over the live peak |
+//! | `limit.rs` | the soft limit (`PAGEWISE_LIMIT`) |
 //!
 //! # Glossary
 //!
@@ -23,6 +25,10 @@
 //!   leave the cache, `munmap`.
 //! - **recycle**: unmapping resident cached ranges just before a miss maps fresh pages, so the
 //!   kernel hands those pages to the new block.
+//! - **move**: a cached range's pages moved into the fresh part of a new or grown block with
+//!   `mremap(MREMAP_FIXED)` (`fill_from_cache`): no fault, no copy.
+//! - **budget**: the most resident bytes the cache may hold now: a tenth over the recent peak of
+//!   the live large bytes, less what is live (at least 4 MiB); see `budget.rs`.
 //! - **maintenance**: decay (unmap ranges idle too long) and the pressure check (unmap the whole
 //!   cache while the kernel is reclaiming), run by the background thread or on the allocation
 //!   path at most every 10 ms.

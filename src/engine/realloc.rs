@@ -27,7 +27,7 @@ impl Engine {
 
     /// [`Engine::realloc`] to a bigger size, with bytes `old_size..new_size` reading zero
     /// (`Allocator::grow_zeroed`, feature `allocator-api2`). Only what may hold old bytes is
-    /// cleared: the old block's slack past `old_size` (less than one mapping unit, which the
+    /// cleared: the old block's slack past `old_size` (less than a page, which the
     /// block may have held data in before a shrink, or carried from a cached range), and pages
     /// taken from the cache unless they are zero pages; pages that `mremap` adds are fresh and
     /// are not touched. A copy into a new block gets it from `alloc(zeroed)`, which clears the
