@@ -19,8 +19,9 @@
 //! do not count.
 //!
 //! Ranges go oldest first ([`Why::Budget`]), at a free that takes the cache over the budget and
-//! before a miss maps fresh pages (counting the new block as live already, so the kernel hands
-//! the released pages to it and the process does not hold both).
+//! when a miss has mapped fresh pages and moved what it could into them, before anything touches
+//! them (counting the new block as live already, so the kernel hands the released pages to it
+//! and the process does not hold both).
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
