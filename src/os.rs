@@ -59,6 +59,15 @@ fn check(rc: c_int) -> Result<(), Errno> {
     }
 }
 
+/// [`check`] for the calls that return an address (`mmap`, `mremap`): `MAP_FAILED` is the error.
+fn check_ptr(p: *mut libc::c_void) -> Result<*mut u8, Errno> {
+    if p == libc::MAP_FAILED {
+        Err(errno())
+    } else {
+        Ok(p.cast())
+    }
+}
+
 /// `mmap(NULL, len, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|extra, -1, 0)`: a fresh,
 /// zero-filled private anonymous mapping.
 pub(crate) fn map(len: usize, extra_flags: c_int) -> Result<*mut u8, Errno> {
@@ -75,11 +84,7 @@ pub(crate) fn map(len: usize, extra_flags: c_int) -> Result<*mut u8, Errno> {
             0,
         )
     };
-    if p == libc::MAP_FAILED {
-        Err(errno())
-    } else {
-        Ok(p.cast())
-    }
+    check_ptr(p)
 }
 
 /// The contract of the memory wrappers, checked in debug builds: a page-aligned address and a
@@ -109,11 +114,7 @@ pub(crate) fn map_at(hint: usize, len: usize) -> Result<*mut u8, Errno> {
             0,
         )
     };
-    if p == libc::MAP_FAILED {
-        Err(errno())
-    } else {
-        Ok(p.cast())
-    }
+    check_ptr(p)
 }
 
 /// A fresh mapping of `len` bytes whose start is a multiple of `align` (a power of two, at least
@@ -165,12 +166,7 @@ pub(crate) unsafe fn remap(old: *mut u8, old_len: usize, new_len: usize) -> Resu
     debug_assert_range(old, new_len);
     // SAFETY: the caller owns the old range; MAYMOVE lets the kernel choose a free destination,
     // so no other mapping is touched.
-    let p = unsafe { libc::mremap(old.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) };
-    if p == libc::MAP_FAILED {
-        Err(errno())
-    } else {
-        Ok(p.cast())
-    }
+    check_ptr(unsafe { libc::mremap(old.cast(), old_len, new_len, libc::MREMAP_MAYMOVE) })
 }
 
 /// `mremap(src, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, dest)`: moves the pages of
@@ -196,11 +192,7 @@ pub(crate) unsafe fn move_pages(src: *mut u8, len: usize, dest: *mut u8) -> Resu
             dest,
         )
     };
-    if p == libc::MAP_FAILED {
-        Err(errno())
-    } else {
-        Ok(())
-    }
+    check_ptr(p).map(|_| ())
 }
 
 /// `madvise(addr, len, advice)`.
