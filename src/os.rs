@@ -128,7 +128,7 @@ pub(crate) fn map_aligned(
     debug_assert!(align.is_power_of_two() && align >= PAGE);
     let over = len.checked_add(align - PAGE).ok_or(Errno(libc::ENOMEM))?;
     let raw = map(over, extra_flags)?;
-    let start = (raw as usize + align - 1) & !(align - 1);
+    let start = (raw as usize).next_multiple_of(align);
     let head = start - raw as usize;
     let tail = over - head - len;
     let mut trims = 0;

@@ -220,7 +220,7 @@ impl Cache {
 
 /// Where a block may be carved out of a range: the aligned start, if `need` bytes fit.
 fn fit(r_addr: usize, r_len: usize, need: usize, align: usize) -> Option<usize> {
-    let start = r_addr.checked_add(align - 1)? & !(align - 1);
+    let start = r_addr.checked_next_multiple_of(align)?;
     let end = start.checked_add(need)?;
     (end <= r_addr + r_len).then_some(start)
 }

@@ -375,7 +375,7 @@ impl Engine {
     fn map_aligned(&self, len: usize, align: usize, flags: libc::c_int) -> Option<*mut u8> {
         let c = &self.counters;
         if align <= HUGE {
-            let whole = len.checked_add(align - 1)? & !(align - 1);
+            let whole = len.checked_next_multiple_of(align)?;
             Counters::add(&c.mmap_calls, 1);
             let p = os::map(whole, flags).ok()?;
             if p as usize & (align - 1) == 0 {

@@ -120,7 +120,7 @@ pub(crate) static ENGINES: [Engine; POOL] = [const { Engine::new() }; POOL];
 /// `None` on overflow.
 #[inline]
 pub(crate) fn map_len(size: usize) -> Option<usize> {
-    let len = size.checked_add(PAGE - 1)? & !(PAGE - 1);
+    let len = size.checked_next_multiple_of(PAGE)?;
     (len <= isize::MAX as usize).then_some(len)
 }
 

@@ -186,7 +186,9 @@ impl Engine {
         // 2 MiB boundary, and the slack is unmapped at once (as `map_aligned` does for a fresh
         // one): a move to an unaligned address would split the block's huge pages.
         let whole = if huge {
-            new_len.checked_add(HUGE - 1).ok_or(Errno(libc::ENOMEM))? & !(HUGE - 1)
+            new_len
+                .checked_next_multiple_of(HUGE)
+                .ok_or(Errno(libc::ENOMEM))?
         } else {
             new_len
         };
