@@ -109,16 +109,14 @@ impl Engine {
         match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, b.len, b.align) } {
             Ok(p) => {
                 // SAFETY: p..p+len is our grown block; its pages past r.len are fresh.
-                let filled = unsafe { self.fill_from_cache(p, r.len, b.len) }?;
+                unsafe { self.fill_from_cache(p, r.len, b) }?;
                 Counters::add(&self.counters.grown_hits, 1);
                 self.note_outcome(false);
-                // The head came from the cached range and may hold old bytes (unless its pages
-                // were dropped), so may the ranges moved in after it; the rest is fresh.
-                let old_from = if r.pages == Pages::Zero { r.len } else { 0 };
-                let old_to = filled.min(b.size);
-                if b.zeroed && old_to > old_from {
-                    // SAFETY: p is our block of len >= size bytes.
-                    unsafe { ptr::write_bytes(p.add(old_from), 0, old_to - old_from) };
+                if b.zeroed && r.pages != Pages::Zero {
+                    // SAFETY: p is our block of len >= size bytes; the head came from the cached
+                    // range and may hold old bytes (what was moved in after it is cleared
+                    // already), the rest is fresh and zero.
+                    unsafe { ptr::write_bytes(p, 0, b.size.min(r.len)) };
                 }
                 Some(p)
             }
@@ -137,14 +135,16 @@ impl Engine {
     /// [`MAX_MOVES`] ranges, each the best fit for what is left or else the largest smaller one
     /// of at least 2 MiB; ranges whose pages were dropped are not worth a syscall.
     ///
-    /// Returns how far the block now holds moved pages (`from` if none moved). `None` if the
-    /// kernel refused a move and unmapped the destination, and another thread mapped that hole
-    /// before it could be mapped again: the block is then unmapped (its pages released) and the
-    /// caller maps a fresh one.
+    /// Returns how far the block now holds moved pages (`from` if none moved). For a zeroed
+    /// block, the bytes moved in are cleared here (they may hold old data); the fresh ones read
+    /// zero. `None` if the kernel refused a move and unmapped the destination, and another
+    /// thread mapped that hole before it could be mapped again: the block is then unmapped (its
+    /// pages released) and the caller maps a fresh one.
     ///
     /// # Safety
-    /// `p..p+len` is a block the caller owns, whose pages from `from` on are fresh.
-    unsafe fn fill_from_cache(&self, p: *mut u8, mut from: usize, len: usize) -> Option<usize> {
+    /// `p..p+b.len` is the caller's block for `b`, whose pages from `from` on are fresh.
+    unsafe fn fill_from_cache(&self, p: *mut u8, mut from: usize, b: &Block) -> Option<usize> {
+        let len = b.len;
         if !map_count::may_map() {
             return Some(from); // each move adds mappings: not near vm.max_map_count
         }
@@ -171,6 +171,11 @@ impl Engine {
                     Counters::add(&self.counters.moved_ranges, 1);
                     // The move splits the block's mapping around it (and the source's).
                     map_count::note_mapped();
+                    let clear = b.size.min(from + r.len).saturating_sub(from);
+                    if b.zeroed && clear > 0 {
+                        // SAFETY: dest..dest+r.len now holds the moved pages, inside our block.
+                        unsafe { ptr::write_bytes(dest, 0, clear) };
+                    }
                     from += r.len;
                 }
                 Err(_) => {
@@ -230,7 +235,7 @@ impl Engine {
         let mut moved = 0;
         if b.len >= HUGE && !prefetch.populates() {
             // SAFETY: p..p+len is the fresh mapping just made, ours.
-            match unsafe { self.fill_from_cache(p, 0, b.len) } {
+            match unsafe { self.fill_from_cache(p, 0, b) } {
                 Some(to) => moved = to,
                 None => {
                     p = self.fresh(b.len, b.align, prefetch);
@@ -239,11 +244,6 @@ impl Engine {
                     }
                 }
             }
-        }
-        if b.zeroed && moved > 0 {
-            // SAFETY: the moved pages are the first `moved` bytes of our block; they may hold
-            // old bytes.
-            unsafe { ptr::write_bytes(p, 0, moved.min(b.size)) };
         }
         // The new block's fresh pages will be live once touched: the cache gives back what has
         // sat idle (`recycle`), what is over its budget then, and, under a soft limit, what
