@@ -24,7 +24,8 @@ mod file;
 mod process;
 
 pub(crate) use file::{
-    count_lines, read_file, read_regular_file, resident_bytes, FileError, FileId, RegularFile,
+    count_lines, mapping_around, read_file, read_regular_file, resident_bytes, FileError, FileId,
+    RegularFile,
 };
 
 pub(crate) use process::{
@@ -376,5 +377,30 @@ mod tests {
             assert_eq!(*q, 7);
             unmap(q, PAGE * 64).unwrap();
         }
+    }
+
+    #[test]
+    fn mapping_around_gives_the_vma_bounds() {
+        let p = map(PAGE * 8, 0).unwrap() as usize;
+        // Split it in three: read-only in the middle.
+        // SAFETY: p..p+8 pages is this test's own mapping.
+        let rc = unsafe { libc::mprotect((p + 2 * PAGE) as *mut _, 2 * PAGE, libc::PROT_READ) };
+        assert_eq!(rc, 0);
+        let bounds = |a| mapping_around(a).unwrap().map(|m| (m.start, m.end));
+        assert_eq!(bounds(p + PAGE), Some((p, p + 2 * PAGE)));
+        assert_eq!(
+            bounds(p + 3 * PAGE + 17),
+            Some((p + 2 * PAGE, p + 4 * PAGE))
+        );
+        assert_eq!(bounds(p + 7 * PAGE), Some((p + 4 * PAGE, p + 8 * PAGE)));
+        assert!(!mapping_around(p).unwrap().unwrap().pagewise);
+        // SAFETY: as above; naming only labels the VMAs.
+        unsafe { name(p as *mut u8, 2 * PAGE) };
+        let named = mapping_around(p).unwrap().unwrap();
+        assert_eq!(named.pagewise, VMA_NAME.get(|| true), "{named:?}");
+        // Below vm.mmap_min_addr (64 KiB by default) nothing is ever mapped.
+        assert_eq!(bounds(PAGE), None);
+        // SAFETY: as above.
+        unsafe { unmap(p as *mut u8, 8 * PAGE).unwrap() };
     }
 }

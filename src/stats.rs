@@ -98,6 +98,10 @@ counters! {
     /// Cached ranges whose pages were moved (`mremap(MREMAP_FIXED)`) into a block grown from
     /// another cached range, instead of fresh pages.
     moved_ranges,
+    /// Moves of cached ranges into a block that the kernel refused (near `vm.max_map_count`, or
+    /// a source it cannot move). The range is unmapped, not cached again, and the block is
+    /// served all the same (issue #20).
+    failed_moves,
     /// Large allocations that needed a fresh mapping (and got one).
     cache_misses,
     /// Large allocations served by the inner allocator because the kernel refused a mapping

@@ -137,9 +137,10 @@ impl Engine {
     ///
     /// Returns how far the block now holds moved pages (`from` if none moved). For a zeroed
     /// block, the bytes moved in are cleared here (they may hold old data); the fresh ones read
-    /// zero. `None` if the kernel refused a move and unmapped the destination, and another
-    /// thread mapped that hole before it could be mapped again: the block is then unmapped (its
-    /// pages released) and the caller maps a fresh one.
+    /// zero. A failed move ends the moves (issue #20): its source is unmapped rather than cached
+    /// again, where the next miss would try the same move, and the hole is mended. `None` if the
+    /// hole could not be told to be ours: the block's own parts are then unmapped (its pages
+    /// released, nothing left mapped) and the caller maps a fresh one.
     ///
     /// # Safety
     /// `p..p+b.len` is the caller's block for `b`, whose pages from `from` on are fresh.
@@ -164,51 +165,95 @@ impl Engine {
                 break;
             }
             let dest = p.wrapping_add(from);
-            // SAFETY: r was just taken out of the cache (ours, a whole number of pages within
-            // one range, at most `want` long); dest..dest+r.len is the fresh part of our block.
-            match unsafe { os::move_pages(r.addr as *mut u8, r.len, dest) } {
-                Ok(()) => {
-                    Counters::add(&self.counters.moved_ranges, 1);
-                    // The move splits the block's mapping around it (and the source's).
-                    map_count::note_mapped();
-                    let clear = b.size.min(from + r.len).saturating_sub(from);
-                    if b.zeroed && clear > 0 {
-                        // SAFETY: dest..dest+r.len now holds the moved pages, inside our block.
-                        unsafe { ptr::write_bytes(dest, 0, clear) };
-                    }
-                    from += r.len;
+            // SAFETY: r was just taken out of the cache (ours, a whole number of pages, at most
+            // `want` long); dest..dest+r.len is the fresh part of our block.
+            if unsafe { os::move_pages(r.addr as *mut u8, r.len, dest) }.is_err() {
+                Counters::add(&self.counters.failed_moves, 1);
+                // Nothing moved: the kernel moves a range whole or moves it back (mremap(2)).
+                self.unmap_range(&r);
+                // SAFETY: as above; from..from+r.len is the hole, the rest is still ours.
+                if unsafe { self.mend_hole(p, from, r.len, len) } {
+                    break;
                 }
-                Err(_) => {
-                    // The source is untouched; the destination may be unmapped.
-                    self.put_back(r);
-                    let c = &self.counters;
-                    Counters::add(&c.mmap_calls, 1);
-                    match os::map_at(dest as usize, r.len) {
-                        Ok(q) if q == dest => break,
-                        Ok(q) => {
-                            // A kernel before 4.17 took the address as a hint only.
-                            Counters::add(&c.munmap_calls, 1);
-                            // SAFETY: q..q+r.len was just mapped for us and is not handed out.
-                            let _ = unsafe { os::unmap(q, r.len) };
-                        }
-                        Err(_) => {}
-                    }
-                    // SAFETY: p..dest and dest+r.len..p+len are this block's, which no one else
-                    // has; the hole between them is not ours any more.
-                    unsafe {
-                        Counters::add(&c.munmap_calls, 1);
-                        let _ = os::unmap(p, from);
-                        let rest = len - from - r.len;
-                        if rest > 0 {
-                            Counters::add(&c.munmap_calls, 1);
-                            let _ = os::unmap(dest.add(r.len), rest);
-                        }
-                    }
-                    return None;
+                // SAFETY: p..dest and dest+r.len..p+len are this block's, which no one else has
+                // (the hole is not ours any more).
+                unsafe {
+                    self.unmap_part(p, from);
+                    self.unmap_part(dest.add(r.len), len - from - r.len);
                 }
+                return None;
             }
+            Counters::add(&self.counters.moved_ranges, 1);
+            // The move splits the block's mapping around it (and the source's).
+            map_count::note_mapped();
+            let clear = b.size.min(from + r.len).saturating_sub(from);
+            if b.zeroed && clear > 0 {
+                // SAFETY: dest..dest+r.len now holds the moved pages, inside our block.
+                unsafe { ptr::write_bytes(dest, 0, clear) };
+            }
+            from += r.len;
         }
         Some(from)
+    }
+
+    /// After a failed move into `p+at..p+at+hole`, part of the block `p..p+len` whose pages
+    /// from `at` on are fresh: whether the hole is mapped and ours, as the rest of the block. The kernel may have failed before unmapping the
+    /// destination (a refusal near `vm.max_map_count`, a seccomp filter, and since Linux 6.10 a
+    /// bad source are all checked first) or after (a kernel-side allocation failure; a bad source
+    /// before 6.10). If it unmapped the hole, the hole is mapped afresh here (zero pages, set up
+    /// as the block's). If something is mapped there, it is either the block's untouched pages or
+    /// what another thread mapped into the hole since, and `/proc/self/maps` decides (a failure
+    /// path only: about 0.1 ms). The block's untouched pages are one mapping from `at` (or
+    /// before) through the block's end; another thread's mapping lies within the hole, so it
+    /// reaches the block's end only if the hole is the block's tail, and then it could pass for
+    /// ours only if it started exactly at the hole and were named `[anon:pagewise]` too (another
+    /// pagewise block mapped, at exactly that size and place, in that window). Without VMA
+    /// names (before 5.17) a hole at the tail is taken for lost: the block is mapped afresh and the
+    /// hole, if it was ours after all, stays mapped (address space only, never touched). A
+    /// mapping that is not ours is never kept.
+    ///
+    /// # Safety
+    /// `p..p+at` and `p+at+hole..p+len` are the caller's block; `hole` pages at `p+at` were its.
+    unsafe fn mend_hole(&self, p: *mut u8, at: usize, hole: usize, len: usize) -> bool {
+        let c = &self.counters;
+        let dest = p.wrapping_add(at);
+        Counters::add(&c.mmap_calls, 1);
+        match os::map_at(dest as usize, hole) {
+            Ok(q) if q == dest => {
+                map_count::note_mapped();
+                if self.prefetch().huge_pages() && len >= HUGE {
+                    Counters::add(&c.madvise_calls, 1);
+                    // SAFETY: dest..dest+hole was just mapped for this block.
+                    let _ = unsafe { os::advise(dest, hole, libc::MADV_HUGEPAGE) };
+                }
+                // SAFETY: as above; naming only labels the VMA.
+                unsafe { os::name(dest, hole) };
+                return true;
+            }
+            Ok(q) => {
+                // A kernel before 4.17 took the address as a hint only: something is in the hole.
+                // SAFETY: q..q+hole was just mapped for us and is not handed out.
+                unsafe { self.unmap_part(q, hole) };
+            }
+            Err(_) => {}
+        }
+        let (at, tail, end) = (dest as usize, dest as usize + hole, p as usize + len);
+        matches!(os::mapping_around(at), Ok(Some(m))
+            if m.start <= at && m.end >= end && (m.start < at || m.end > tail || m.pagewise))
+    }
+
+    /// Unmaps `len` bytes at `p` (nothing if `len` is 0): part of a block being given up.
+    ///
+    /// # Safety
+    /// The range is the caller's, and no block or cached range includes it.
+    unsafe fn unmap_part(&self, p: *mut u8, len: usize) {
+        if len > 0 {
+            Counters::add(&self.counters.munmap_calls, 1);
+            // SAFETY: as the caller guarantees.
+            if unsafe { os::unmap(p, len) }.is_ok() {
+                map_count::note_unmapped();
+            }
+        }
     }
 
     /// Step 3: a fresh mapping, or null.

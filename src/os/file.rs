@@ -71,6 +71,96 @@ pub(crate) fn count_lines(path: &core::ffi::CStr) -> Result<usize, Errno> {
     }
 }
 
+/// One mapping (VMA) of this process, as `/proc/self/maps` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Mapping {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    /// Named `[anon:pagewise]` (`os::name`; kernels with `CONFIG_ANON_VMA_NAME`).
+    pub(crate) pagewise: bool,
+}
+
+/// The mapping that contains `addr`, from `/proc/self/maps` (one line per VMA, sorted by address,
+/// `start-end` in hex first and the name last; proc(5)), read with a stack buffer; `None` if no
+/// mapping contains it. Used only after a failed page move, to tell whether the block's untouched
+/// pages are still there (`Engine::mend_hole`).
+pub(crate) fn mapping_around(addr: usize) -> Result<Option<Mapping>, Errno> {
+    let unwrap = |e: FileError| match e {
+        FileError::Open(e) | FileError::Read(e) => e,
+        FileError::NotRegular(_) => Errno(libc::EINVAL),
+    };
+    let mut file = RegularFile::open(c"/proc/self/maps").map_err(unwrap)?;
+    let mut buf = [0u8; 4096];
+    let mut line = MapsLine::default();
+    loop {
+        let n = file.read(&mut buf).map_err(unwrap)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        for &b in &buf[..n] {
+            let Some(m) = line.feed(b) else {
+                continue;
+            };
+            if m.start > addr {
+                return Ok(None); // sorted: no later line contains it
+            }
+            if addr < m.end {
+                return Ok(Some(m));
+            }
+        }
+    }
+}
+
+/// The name `os::name` gives pagewise's mappings, as `/proc/self/maps` shows it.
+const PAGEWISE_NAME: &[u8] = b"[anon:pagewise]";
+
+/// One `/proc/self/maps` line, parsed a byte at a time (lines may cross buffer boundaries; a
+/// path may make a line longer than the buffer).
+#[derive(Default)]
+struct MapsLine {
+    start: usize,
+    end: usize,
+    /// 0: in `start`, 1: in `end`, 2: past the range, until the newline.
+    field: u8,
+    /// How many bytes of [`PAGEWISE_NAME`] the line's last bytes match.
+    matched: usize,
+    named: bool,
+}
+
+impl MapsLine {
+    /// Takes the next byte; at a newline, returns the line's mapping and starts the next line.
+    fn feed(&mut self, b: u8) -> Option<Mapping> {
+        if b == b'\n' {
+            let m = Mapping {
+                start: self.start,
+                end: self.end,
+                pagewise: self.named,
+            };
+            *self = MapsLine::default();
+            return Some(m);
+        }
+        let digit = (b as char).to_digit(16).map(|d| d as usize);
+        match (self.field, digit) {
+            (0, Some(d)) => self.start = self.start.wrapping_mul(16) | d,
+            (0, None) => self.field = 1, // the '-'
+            (1, Some(d)) => self.end = self.end.wrapping_mul(16) | d,
+            (1, None) => self.field = 2,
+            _ => {
+                // The name is the line's last field and starts with '[', which occurs once in it.
+                self.matched = match b {
+                    b'[' => 1,
+                    _ if self.matched > 0 && PAGEWISE_NAME.get(self.matched) == Some(&b) => {
+                        self.matched + 1
+                    }
+                    _ => 0,
+                };
+                self.named |= self.matched == PAGEWISE_NAME.len();
+            }
+        }
+        None
+    }
+}
+
 /// `pread` from offset 0 until `buf` is full or the file ends.
 pub(crate) fn pread_all(fd: c_int, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut n = 0;
