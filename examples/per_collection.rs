@@ -40,6 +40,9 @@ use allocator_api2::vec::Vec as AVec;
 use hashbrown::{DefaultHashBuilder, HashMap};
 use pagewise::{Config, PageAlloc, Prefetch, ProcessMemory, Release};
 
+#[path = "common/median.rs"]
+mod median;
+
 /// The environment variable that makes this binary a child running one mode.
 const MODE_VAR: &str = "PER_COLLECTION_MODE";
 const MODES: [&str; 3] = ["system", "global", "per-collection"];
@@ -189,7 +192,7 @@ fn parent(args: &[String], reps: usize, size: &Size) {
         let times: Vec<f64> = runs[m].iter().map(|f| f.build_ms + f.query_ms).collect();
         println!(
             "| {mode} | {:.0} ({:.0}–{:.0}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            median_of(times.clone()),
+            median::median(times.iter().copied()),
             times.iter().copied().fold(f64::MAX, f64::min),
             times.iter().copied().fold(f64::MIN, f64::max),
             f.build_ms,
@@ -220,21 +223,11 @@ fn parse(line: &str) -> Figures {
     Figures::from_values(v)
 }
 
-fn median_of(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// Each figure's median over the runs.
 fn median(runs: &[Figures]) -> Figures {
     let mut out = [0.0; 6];
     for (i, o) in out.iter_mut().enumerate() {
-        *o = median_of(runs.iter().map(|f| f.values()[i]).collect());
+        *o = median::median(runs.iter().map(|f| f.values()[i]));
     }
     Figures::from_values(out)
 }
@@ -283,7 +276,7 @@ fn run<M: Allocator + Copy, S: Allocator + Copy>(table: M, scratch: S, size: &Si
         query_ms,
         minflt: (minor_faults() - faults) as f64,
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
-        between_rss_mib: median_of(between),
+        between_rss_mib: median::median(between),
         huge_mib: huge,
     };
     drop(map);

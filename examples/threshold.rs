@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use pagewise::{Config, PageAlloc};
 
+#[path = "common/median.rs"]
+mod median;
+use median::median;
+
 /// Nanoseconds per allocate-touch-free cycle of `size`-byte buffers, `live` of them in a ring.
 fn churn<A: GlobalAlloc>(a: &A, size: usize, live: usize, cycles: usize) -> f64 {
     let layout = Layout::from_size_align(size, 16).unwrap();
@@ -36,11 +40,6 @@ fn churn<A: GlobalAlloc>(a: &A, size: usize, live: usize, cycles: usize) -> f64 
         unsafe { a.dealloc(p, layout) };
     }
     start.elapsed().as_nanos() as f64 / cycles as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -28,14 +28,18 @@
 //! `--seed-only`, `--from-runs FILE` (redo the tables, CSVs and chart from an earlier
 //! `runs.csv` without running anything), `--baseline DIR` (also run every pagewise policy with
 //! `DIR/worker_pagewise`, a worker built from another commit, as `before-<policy>`: a
-//! before/after comparison in one run).
+//! before/after comparison in one run). `--help` prints them; an unknown option or a missing
+//! value prints them and exits with status 2 before anything runs.
 
+#[path = "../common/median.rs"]
+mod median;
 #[path = "../common/workloads.rs"]
 mod workloads;
 
 mod charts;
 mod seed;
 
+use median::median;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -94,8 +98,92 @@ struct Options {
     baseline: Option<PathBuf>,
 }
 
+/// The options: name, whether it takes a value, and what it does (printed by `--help`).
+const OPTIONS: &[(&str, Option<&str>, &str)] = &[
+    (
+        "--quick",
+        None,
+        "smaller iteration counts, 3 repetitions, overlapped settle waits (CI)",
+    ),
+    (
+        "--reps",
+        Some("N"),
+        "repetitions of every case (default 5, 3 with --quick)",
+    ),
+    (
+        "--settle-ms",
+        Some("N"),
+        "wait before reading RSS after the work (default 1500)",
+    ),
+    (
+        "--out",
+        Some("DIR"),
+        "where the CSVs and charts go (default <target>/pagewise-report)",
+    ),
+    ("--only", Some("W1,W2"), "only these workloads"),
+    (
+        "--allocators",
+        Some("A1,A2"),
+        "only these allocators (system, jemalloc, pagewise-retain, ...)",
+    ),
+    ("--no-build", None, "use the worker binaries as they are"),
+    ("--no-seed", None, "skip the seed experiment"),
+    ("--seed-only", None, "run the seed experiment only"),
+    (
+        "--from-runs",
+        Some("FILE"),
+        "redo tables, CSVs and charts from an earlier runs.csv",
+    ),
+    (
+        "--baseline",
+        Some("DIR"),
+        "also run DIR/worker_pagewise (another commit) as before-<policy>",
+    ),
+    ("--help", None, "print these options"),
+];
+
+/// Prints the options; exits 0 for `--help`, 2 for a mistake (so that a typo never starts the
+/// 20-minute run with the defaults).
+fn usage(mistake: Option<String>) -> ! {
+    let mut out = String::new();
+    if let Some(m) = &mistake {
+        let _ = writeln!(out, "report: {m}");
+    }
+    let _ = writeln!(
+        out,
+        "usage: cargo run --release --example report -- [OPTIONS]\n"
+    );
+    for (name, value, what) in OPTIONS {
+        let flag = format!("{name} {}", value.unwrap_or(""));
+        let _ = writeln!(out, "  {flag:<22} {what}");
+    }
+    if mistake.is_some() {
+        eprint!("{out}");
+        std::process::exit(2);
+    }
+    print!("{out}");
+    std::process::exit(0);
+}
+
+/// Checks every argument against [`OPTIONS`] before anything runs.
+fn check_args(args: &[String]) {
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        match OPTIONS.iter().find(|(name, _, _)| name == a) {
+            Some(("--help", _, _)) => usage(None),
+            Some((_, Some(v), _)) if i + 1 >= args.len() => usage(Some(format!("{a} needs {v}"))),
+            Some((_, Some(_), _)) => i += 2,
+            Some((_, None, _)) => i += 1,
+            None if a == "-h" => usage(None),
+            None => usage(Some(format!("unknown option {a:?}"))),
+        }
+    }
+}
+
 fn parse_options() -> Options {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    check_args(&args);
     let value = |name: &str| {
         let i = args.iter().position(|a| a == name)?;
         let v = args
@@ -332,16 +420,6 @@ fn finish(mut p: Pending) -> ((usize, usize), Sample) {
     (p.key, p.sample)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// The lowest and the highest value of one figure over the runs.
 fn run_range(runs: &[Sample], figure: fn(&Sample) -> f64) -> (f64, f64) {
     runs.iter()
@@ -352,7 +430,7 @@ fn run_range(runs: &[Sample], figure: fn(&Sample) -> f64) -> (f64, f64) {
 }
 
 fn median_sample(runs: &[Sample]) -> Sample {
-    let m = |f: fn(&Sample) -> f64| median(runs.iter().map(f).collect());
+    let m = |f: fn(&Sample) -> f64| median(runs.iter().map(f));
     Sample {
         time_ms: m(|s| s.time_ms),
         cold_round_ms: m(|s| s.cold_round_ms),

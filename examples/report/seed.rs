@@ -50,15 +50,9 @@ fn timed(f: impl FnOnce()) -> (f64, u64) {
 
 /// Median time and mean faults of a set of (µs, faults) samples.
 fn summarize(samples: &mut [(f64, u64)]) -> (f64, f64) {
-    samples.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = samples.len();
-    let median = if n % 2 == 1 {
-        samples[n / 2].0
-    } else {
-        (samples[n / 2 - 1].0 + samples[n / 2].0) / 2.0
-    };
     let faults = samples.iter().map(|s| s.1 as f64).sum::<f64>() / n as f64;
-    (median, faults)
+    (super::median(samples.iter().map(|s| s.0)), faults)
 }
 
 /// Runs the experiment; `quick` uses fewer sizes and a smaller budget per size.
