@@ -65,8 +65,20 @@ fn run() {
     loop {
         let now = os::now_ms();
         let mut sleep = IDLE_TICK_MS;
+        // The soft limit covers every engine's cache (issue #19): while anything is cached, an
+        // engine that watches a limit checks it even if its own cache is empty.
+        let any_cached = ENGINES.iter().any(|e| e.is_active() && e.has_cached());
         for e in &ENGINES {
-            if e.is_active() && e.background_enabled() && e.has_cached() {
+            if !(e.is_active() && e.background_enabled()) {
+                continue;
+            }
+            if any_cached && e.watches_limit() && !e.has_cached() {
+                e.check_limit(now);
+                if e.has_limit() {
+                    sleep = sleep.min(LIMIT_POLL_MS);
+                }
+            }
+            if e.has_cached() {
                 let next = e.maintain(now);
                 if e.has_cached() {
                     // Wake for the next decay deadline (plus one coarse-clock tick), or to poll

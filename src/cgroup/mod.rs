@@ -71,12 +71,14 @@
 //! reason says that long lines were skipped). Docker's overlay root mount is such a line; cgroup
 //! lines are short.
 
+mod chain;
 mod dir;
 mod discover;
 mod display;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use chain::ChainReport;
 pub(crate) use dir::{CgroupDir, PathBuf};
 use discover::{discover, from_given, Os};
 pub(crate) use display::Size;
@@ -175,6 +177,9 @@ pub(crate) enum Knob {
     LimitInBytes,
     /// v1 `memory.usage_in_bytes`: the usage.
     UsageInBytes,
+    /// v1 `hierarchical_memory_limit` in `memory.stat`: the lowest limit of the cgroup and its
+    /// ancestors, visible or not.
+    HierarchicalLimit,
 }
 
 impl Knob {
@@ -186,12 +191,24 @@ impl Knob {
             Knob::Current => "memory.current",
             Knob::LimitInBytes => "memory.limit_in_bytes",
             Knob::UsageInBytes => "memory.usage_in_bytes",
+            Knob::HierarchicalLimit => "memory.stat",
+        }
+    }
+
+    /// What verbose calls the value: the file's name, and the key for `memory.stat`.
+    pub(crate) const fn label(self) -> &'static str {
+        match self {
+            Knob::HierarchicalLimit => "memory.stat hierarchical_memory_limit",
+            _ => self.file_name(),
         }
     }
 
     /// Whether the file is a limit (`max` and huge values mean none).
     const fn is_limit(self) -> bool {
-        matches!(self, Knob::Max | Knob::High | Knob::LimitInBytes)
+        matches!(
+            self,
+            Knob::Max | Knob::High | Knob::LimitInBytes | Knob::HierarchicalLimit
+        )
     }
 }
 
@@ -243,6 +260,7 @@ impl Limit {
     }
 
     /// The limit in bytes, if any file gave one.
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> Option<u64> {
         self.source().and_then(Reading::bytes)
     }
