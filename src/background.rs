@@ -13,7 +13,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::engine::{ENGINES, LIMIT_POLL_MS};
+use crate::engine::{background_poll, ENGINES, LIMIT_POLL_MS};
 use crate::os;
 
 /// Longest sleep while something is cached: the pressure signal is read at least this often,
@@ -68,6 +68,9 @@ fn run() {
         // The soft limit covers every engine's cache (issue #19): while anything is cached, an
         // engine that watches a limit checks it even if its own cache is empty.
         let any_cached = ENGINES.iter().any(|e| e.is_active() && e.has_cached());
+        if any_cached {
+            background_poll(now);
+        }
         for e in &ENGINES {
             if !(e.is_active() && e.background_enabled()) {
                 continue;

@@ -50,6 +50,8 @@ pub(crate) const CHAIN_POLL_MS: u64 = 25;
 
 /// One source of usage and limit, shared by every engine that watches it.
 struct Watch {
+    /// The cgroup read, once a reading was made (null for the RSS watch).
+    cgroup: AtomicPtr<CgroupDir>,
     /// The lowest limit on the cgroup chain at the last reading, 0 for none.
     cgroup_limit: AtomicU64,
     /// The chain's directory whose usage is read (0: the process's own cgroup).
@@ -64,6 +66,7 @@ struct Watch {
 impl Watch {
     const fn new() -> Watch {
         Watch {
+            cgroup: AtomicPtr::new(ptr::null_mut()),
             cgroup_limit: AtomicU64::new(0),
             usage_level: AtomicU64::new(0),
             usage: AtomicU64::new(0),
@@ -79,12 +82,13 @@ impl Watch {
         last == 0 || now.saturating_sub(last) >= every
     }
 
-    /// Reads the chain's limits if due; unless another thread is reading.
-    fn refresh_chain(&self, cgroup: Option<&CgroupDir>, now: u64) {
-        if !Watch::due(&self.chain_ms, now, CHAIN_POLL_MS) || self.reading.swap(true, Relaxed) {
+    /// Reads the chain's limits if older than `every` ms; unless another thread is reading.
+    fn refresh_chain(&self, cgroup: Option<&'static CgroupDir>, now: u64, every: u64) {
+        if !Watch::due(&self.chain_ms, now, every) || self.reading.swap(true, Relaxed) {
             return;
         }
         if let Some(c) = cgroup {
+            self.cgroup.store(ptr::from_ref(c).cast_mut(), Relaxed);
             let chain = c.chain();
             self.cgroup_limit.store(chain.bytes().unwrap_or(0), Relaxed);
             let level = chain.usage_level() as u64;
@@ -117,6 +121,20 @@ impl Watch {
 
 /// The process's RSS (no cgroup), the discovered cgroup, the given cgroup: one reading each.
 static WATCHES: [Watch; 3] = [const { Watch::new() }; 3];
+
+/// The background thread's poll, at each of its wake-ups while anything is cached: the limits
+/// of every cgroup watched are read again if older than [`LIMIT_POLL_MS`], so that a limit that
+/// appears or drops is acted on at this wake-up rather than after a reading another thread made
+/// just before the change ([`CHAIN_POLL_MS`] earlier at most).
+pub(crate) fn background_poll(now: u64) {
+    for w in &WATCHES[1..] {
+        let c = w.cgroup.load(Relaxed);
+        if !c.is_null() {
+            // SAFETY: non-null values are `&'static CgroupDir` stored by `refresh_chain`.
+            w.refresh_chain(Some(unsafe { &*c }), now, LIMIT_POLL_MS);
+        }
+    }
+}
 
 /// Whether any engine was ever configured with a soft limit (so that a free in an engine
 /// without one still starts the background thread: the limit covers its cache too).
@@ -256,7 +274,7 @@ impl SoftLimit {
         let w = self.watch(cgroup);
         let soft = match setting {
             Limit::Percent(_) => {
-                w.refresh_chain(cgroup, now);
+                w.refresh_chain(cgroup, now, CHAIN_POLL_MS);
                 let limit = w.cgroup_limit.load(Relaxed);
                 setting.bytes((limit != 0).then_some(limit))
             }
@@ -270,7 +288,7 @@ impl SoftLimit {
         }
         if matches!(setting, Limit::Bytes(_)) {
             // A limit in bytes is compared with the usage of the cgroup whose limit binds too.
-            w.refresh_chain(cgroup, now);
+            w.refresh_chain(cgroup, now, CHAIN_POLL_MS);
         }
         w.refresh_usage(cgroup, now, fresh);
         (w.usage.load(Relaxed), soft)

@@ -59,7 +59,7 @@ mod maintain;
 mod realloc;
 mod release;
 
-pub(crate) use limit::LIMIT_POLL_MS;
+pub(crate) use limit::{background_poll, LIMIT_POLL_MS};
 use maintain::Why;
 
 use core::ffi::CStr;
