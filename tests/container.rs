@@ -535,10 +535,46 @@ fn the_real_cgroup_is_the_one_proc_self_cgroup_names() {
     let Some((version, path)) = own_cgroup() else {
         return; // no cgroup at all: nothing to compare with
     };
+    // Issue #19: the chain walked up, from the process's own cgroup to the mount point, and
+    // where the limit binds (or that none does).
+    let walked = line
+        .split_once("chain walked up: ")
+        .unwrap_or_else(|| panic!("no chain: {line}"))
+        .1;
+    assert!(
+        line.contains("limit binds at ")
+            || line.contains("no limit on the chain")
+            || line.contains("limit binds above"),
+        "{line}"
+    );
+    assert!(line.contains("usage read from "), "{line}");
     if version == "v1" {
         assert!(
             line.contains("cgroup v1") && line.contains(&format!("{path} ")),
             "expected the v1 memory cgroup {path}: {line}"
+        );
+        // Read as it is: the v1 memory hierarchy's mount point ends the chain, and memory.stat's
+        // hierarchical limit is shown.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let point = mounts
+            .lines()
+            .find(|l| {
+                l.contains(" - cgroup ")
+                    && l.rsplit(' ')
+                        .next()
+                        .unwrap()
+                        .split(',')
+                        .any(|o| o == "memory")
+            })
+            .and_then(|l| l.split(' ').nth(4))
+            .unwrap();
+        if path != "/" {
+            assert!(walked.starts_with(&format!("{point}{path} (")), "{walked}");
+            assert!(walked.contains(&format!(", then {point} (")), "{walked}");
+        }
+        assert!(
+            line.contains("memory.stat hierarchical_memory_limit: "),
+            "{line}"
         );
     } else {
         assert!(line.contains("cgroup v2"), "{line}");
