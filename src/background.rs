@@ -6,8 +6,12 @@
 //! spawning from std allocates (an `Arc`, the thread name), and we are started from inside the
 //! allocator. pagewise holds no lock anywhere, so starting it from `dealloc` cannot deadlock.
 //! While some cache holds ranges it wakes at the next decay deadline or every
-//! [`PRESSURE_POLL_MS`], whichever is sooner, and reads the pressure file once per wake-up; while
-//! every cache is empty it wakes every [`IDLE_TICK_MS`] and does nothing. Turn it off with
+//! [`PRESSURE_POLL_MS`], whichever is sooner (every [`LIMIT_POLL_MS`] under a soft limit), and
+//! reads the pressure file and the limits up the watched cgroup chain once per wake-up; while
+//! every cache is empty it wakes every [`IDLE_TICK_MS`] and does nothing. It is started by the
+//! first cached free that has something for it to do: decay, `adaptive`, or a soft limit that is
+//! in force or could appear on a watched cgroup (issue #19: with decay off and no limit yet, a
+//! limit written later must still be seen). Turn it off with
 //! `PAGEWISE_BACKGROUND=0` or [`Config::background`](crate::Config::background); decay and
 //! pressure then run on large allocations and frees only.
 

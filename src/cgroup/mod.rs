@@ -27,7 +27,8 @@
 //! memory files are missing then, and read as unknown.
 //!
 //! With `PAGEWISE_CGROUP=/some/dir` that directory is watched, its version inferred from the
-//! files in it (`from_given`). With `none`, nothing is.
+//! files in it (`from_given`), and its parents read for limits as long as they have that
+//! version's files too. With `none`, nothing is.
 //!
 //! # What is read
 //!
@@ -37,8 +38,8 @@
 //!
 //! | | v2 | v1 |
 //! |---|---|---|
-//! | limit | the lower of `memory.high` (throttling starts) and `memory.max` (OOM kill); `max` = none | `memory.limit_in_bytes`; unset reads as `PAGE_COUNTER_MAX` pages, 2^63 − 4096 with 4 KiB pages |
-//! | usage | `memory.current` | `memory.usage_in_bytes` |
+//! | limit | the lower of `memory.high` (throttling starts) and `memory.max` (OOM kill); `max` = none; the lowest of the chain up to the mount point (`chain.rs`) | `memory.limit_in_bytes`; unset reads as `PAGE_COUNTER_MAX` pages, 2^63 − 4096 with 4 KiB pages; the lowest of the chain, and `memory.stat`'s `hierarchical_memory_limit` |
+//! | usage | `memory.current` of the cgroup whose limit binds | `memory.usage_in_bytes` of the cgroup whose limit binds |
 //! | pressure | `memory.pressure`, PSI format | none |
 //!
 //! Each value is read the way the pressure source reads its file (issue #10): a fresh
@@ -47,8 +48,9 @@
 //! or holds no number gives "unknown" for that read, with the reason ([`Unknown`]) for
 //! `PAGEWISE_VERBOSE`, never a hang or a crash; the next read tries again.
 //!
-//! Only the cgroup's own files are read: a limit set only on an ancestor (a systemd slice above
-//! the process's scope, say) is not seen.
+//! A limit set on an ancestor (a systemd slice above the process's scope, a Kubernetes pod above
+//! its containers) binds too: the chain of directories from the cgroup up to its mount point is
+//! read for limits, and usage is that of the cgroup whose limit binds (`chain.rs`, issue #19).
 //!
 //! # Resolved once per process
 //!
