@@ -31,7 +31,7 @@
 
 use core::fmt;
 use core::ptr;
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::Ordering::{self, Relaxed};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
 
 use super::{Engine, Why, ENGINES};
@@ -88,7 +88,9 @@ impl Watch {
             return;
         }
         if let Some(c) = cgroup {
-            self.cgroup.store(ptr::from_ref(c).cast_mut(), Relaxed);
+            // Release: the background thread dereferences what it loads (`background_poll`).
+            self.cgroup
+                .store(ptr::from_ref(c).cast_mut(), Ordering::Release);
             let chain = c.chain();
             self.cgroup_limit.store(chain.bytes().unwrap_or(0), Relaxed);
             let level = chain.usage_level() as u64;
@@ -128,7 +130,7 @@ static WATCHES: [Watch; 3] = [const { Watch::new() }; 3];
 /// just before the change ([`CHAIN_POLL_MS`] earlier at most).
 pub(crate) fn background_poll(now: u64) {
     for w in &WATCHES[1..] {
-        let c = w.cgroup.load(Relaxed);
+        let c = w.cgroup.load(Ordering::Acquire);
         if !c.is_null() {
             // SAFETY: non-null values are `&'static CgroupDir` stored by `refresh_chain`.
             w.refresh_chain(Some(unsafe { &*c }), now, LIMIT_POLL_MS);
