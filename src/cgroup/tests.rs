@@ -1221,6 +1221,20 @@ fn the_real_chain_is_read_as_it_is() {
     };
     let chain = cg.chain();
     eprintln!("this process: {}", ChainReport(cg));
+    // What one walk costs (the soft limit makes one at most every 25 ms, 10 ms in the
+    // background thread under a limit).
+    let mut times: Vec<Duration> = (0..101)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(cg.chain());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "this process: {} directories walked, median {:?} per walk",
+        chain.levels, times[50]
+    );
     let top = std::str::from_utf8(cg.level_dir(chain.levels - 1).unwrap()).unwrap();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
