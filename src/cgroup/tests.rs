@@ -1282,3 +1282,21 @@ fn the_real_chain_is_read_as_it_is() {
         assert!(usage.is_some_and(|u| u > 0), "{usage:?}");
     }
 }
+
+/// Discovery runs at first use, possibly on a small thread stack of the program's: it still
+/// fits in 16 KiB with the mount points kept for the chain (issue #19). Optimised builds only:
+/// unoptimised frames are several times larger.
+#[cfg(not(debug_assertions))]
+#[test]
+fn discovery_runs_on_a_16_kib_stack() {
+    let on_small_stack = std::thread::Builder::new()
+        .stack_size(16 << 10)
+        .spawn(|| discover(&Os).map(|c| c.dir().to_vec()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        on_small_stack.ok(),
+        discover(&Os).ok().map(|c| c.dir().to_vec())
+    );
+}

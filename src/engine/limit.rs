@@ -138,11 +138,12 @@ pub(crate) fn background_poll(now: u64) {
     }
 }
 
-/// Whether any engine was ever configured with a soft limit (so that a free in an engine
-/// without one still starts the background thread: the limit covers its cache too).
+/// Whether any engine was ever configured with a soft limit that can be in force (a size, or a
+/// share of a cgroup's limit with a cgroup to watch), so that a free in an engine without one
+/// still starts the background thread: the limit covers its cache too.
 static ANY_LIMIT: AtomicBool = AtomicBool::new(false);
 
-/// Whether any engine was ever configured with a soft limit.
+/// Whether any engine was ever configured with a soft limit that can be in force.
 pub(super) fn any_engine_has_limit() -> bool {
     ANY_LIMIT.load(Relaxed)
 }
@@ -184,7 +185,12 @@ impl SoftLimit {
     /// Takes new settings; the next check reads usage and limit again.
     pub(super) fn configure(&self, limit: Limit, cgroup: Cgroup) {
         self.setting.store(limit.to_word(), Relaxed);
-        if limit != Limit::None {
+        let may_have_limit = match limit {
+            Limit::None => false,
+            Limit::Bytes(_) => true,
+            _ => !matches!(cgroup, Cgroup::None),
+        };
+        if may_have_limit {
             ANY_LIMIT.store(true, Relaxed);
         }
         let (kind, path) = match cgroup {
