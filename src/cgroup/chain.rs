@@ -21,7 +21,9 @@
 //! binding cgroup's usage, so an underestimate). Without any limit, the process's own cgroup.
 //!
 //! Reading the chain costs two small file reads per directory in v2 (one in v1, plus
-//! `memory.stat`): the soft limit reads it at most every `engine::limit::CHAIN_POLL_MS`.
+//! `memory.stat`; 13.5 µs for three v1 directories on the development machine): the soft limit
+//! reads it at most every `engine::limit::CHAIN_POLL_MS` (25 ms), and at each wake-up of the
+//! background thread while anything is cached (every 10 ms under a limit, 50 ms without).
 
 use super::dir::{parse_value, read_in};
 use super::discover::for_each_line;
