@@ -6,14 +6,18 @@
 //! spawning from std allocates (an `Arc`, the thread name), and we are started from inside the
 //! allocator. pagewise holds no lock anywhere, so starting it from `dealloc` cannot deadlock.
 //! While some cache holds ranges it wakes at the next decay deadline or every
-//! [`PRESSURE_POLL_MS`], whichever is sooner, and reads the pressure file once per wake-up; while
-//! every cache is empty it wakes every [`IDLE_TICK_MS`] and does nothing. Turn it off with
+//! [`PRESSURE_POLL_MS`], whichever is sooner (every [`LIMIT_POLL_MS`] under a soft limit), and
+//! reads the pressure file and the limits up the watched cgroup chain once per wake-up; while
+//! every cache is empty it wakes every [`IDLE_TICK_MS`] and does nothing. It is started by the
+//! first cached free that has something for it to do: decay, `adaptive`, or a soft limit that is
+//! in force or could appear on a watched cgroup (issue #19: with decay off and no limit yet, a
+//! limit written later must still be seen). Turn it off with
 //! `PAGEWISE_BACKGROUND=0` or [`Config::background`](crate::Config::background); decay and
 //! pressure then run on large allocations and frees only.
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::engine::{ENGINES, LIMIT_POLL_MS};
+use crate::engine::{background_poll, ENGINES, LIMIT_POLL_MS};
 use crate::os;
 
 /// Longest sleep while something is cached: the pressure signal is read at least this often,
@@ -65,8 +69,23 @@ fn run() {
     loop {
         let now = os::now_ms();
         let mut sleep = IDLE_TICK_MS;
+        // The soft limit covers every engine's cache (issue #19): while anything is cached, an
+        // engine that watches a limit checks it even if its own cache is empty.
+        let any_cached = ENGINES.iter().any(|e| e.is_active() && e.has_cached());
+        if any_cached {
+            background_poll(now);
+        }
         for e in &ENGINES {
-            if e.is_active() && e.background_enabled() && e.has_cached() {
+            if !(e.is_active() && e.background_enabled()) {
+                continue;
+            }
+            if any_cached && e.watches_limit() && !e.has_cached() {
+                e.check_limit(now);
+                if e.has_limit() {
+                    sleep = sleep.min(LIMIT_POLL_MS);
+                }
+            }
+            if e.has_cached() {
                 let next = e.maintain(now);
                 if e.has_cached() {
                     // Wake for the next decay deadline (plus one coarse-clock tick), or to poll

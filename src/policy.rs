@@ -180,7 +180,13 @@ impl Prefetch {
 /// makes an allocation fail.
 ///
 /// Usage is the cgroup's (`memory.current`, or `memory.usage_in_bytes` in cgroup v1) when
-/// pagewise watches one (`PAGEWISE_CGROUP`), else the process's resident memory.
+/// pagewise watches one (`PAGEWISE_CGROUP`): that of the cgroup whose limit binds, which may be
+/// a parent (a systemd slice, a Kubernetes pod). Else the process's resident memory.
+///
+/// The soft limit is the process's: over it, the oldest cached ranges of every `PageAlloc` go
+/// first, whichever allocator noticed. The cgroup's limit is read again while the program runs
+/// (at least every 50 ms while anything is cached), so a limit that appears, drops, rises or
+/// goes takes effect within about that time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Limit {
@@ -188,9 +194,10 @@ pub enum Limit {
     None,
     /// A size in bytes.
     Bytes(u64),
-    /// A percentage (1 to 100) of the cgroup's limit: the lower of `memory.high` and
-    /// `memory.max` in cgroup v2, `memory.limit_in_bytes` in v1. No soft limit when there is no
-    /// cgroup or it has no limit.
+    /// A percentage (1 to 100) of the cgroup's limit: the lowest `memory.high` or `memory.max`
+    /// from the cgroup up to the root of its mount in cgroup v2; the lowest
+    /// `memory.limit_in_bytes` on that way, and `memory.stat`'s `hierarchical_memory_limit`, in
+    /// v1. No soft limit when there is no cgroup or no limit on the way.
     Percent(u8),
 }
 
@@ -235,12 +242,14 @@ impl Limit {
 #[non_exhaustive]
 pub enum Cgroup {
     /// The process's own memory cgroup, found from `/proc/self/cgroup` and
-    /// `/proc/self/mountinfo` (cgroup v2, or the v1 `memory` controller).
+    /// `/proc/self/mountinfo` (cgroup v2, or the v1 `memory` controller); limits are read from
+    /// it and every parent up to the mount point.
     Auto,
     /// None: the soft limit, if a size, applies to the process's resident memory.
     None,
     /// This cgroup directory (an absolute path; v2 if it has `memory.max` or
-    /// `cgroup.controllers`, v1 if it has `memory.limit_in_bytes`).
+    /// `cgroup.controllers`, v1 if it has `memory.limit_in_bytes`). Its usage is read; limits
+    /// are read from it and from each parent that is a cgroup of the same version too.
     Path(&'static core::ffi::CStr),
 }
 

@@ -142,9 +142,13 @@ counters! {
     recycle_releases,
     /// 1 while the pressure signal is above its threshold, else 0.
     pressure_on,
-    /// The soft limit in force at the last check, in bytes; 0 for none (`PAGEWISE_LIMIT`).
+    /// The soft limit in force now, in bytes; 0 for none (`PAGEWISE_LIMIT`). It follows the
+    /// cgroup's limit as that changes (read again when the snapshot is taken, if the last
+    /// reading is older than 25 ms).
     limit_bytes,
-    /// Cached ranges released to stay under the soft limit.
+    /// Cached ranges of this allocator released to stay under the soft limit. The limit is the
+    /// process's: whichever allocator finds usage over it, the oldest cached ranges of every
+    /// allocator go first, each counted here by the allocator that held it.
     limit_releases,
     /// Cached ranges released to keep the cache's resident bytes within its budget, which
     /// follows the live large bytes: at most a tenth over their recent peak, or 8 MiB.

@@ -183,6 +183,249 @@ fn a_fake_v1_cgroup_over_its_soft_limit_gets_the_cache_back() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+// ---- Issue #19: limits that change while the program runs, limits set on a parent ----
+
+const MAX: &str = "max\n";
+
+/// A fake v2 tree: `parent` holding `parent/child`, both with the v2 files and no limit.
+fn fake_tree(name: &str) -> (PathBuf, PathBuf) {
+    let parent = fake_dir(name);
+    let child = parent.join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    for d in [&parent, &child] {
+        put(d, "cgroup.controllers", "cpu memory pids\n");
+        put(d, "memory.max", MAX);
+        put(d, "memory.high", MAX);
+        put(d, "memory.current", &format!("{}\n", 100 * MIB));
+    }
+    (parent, child)
+}
+
+fn bytes(n: u64) -> String {
+    format!("{n}\n")
+}
+
+/// Resident (or lazily freed) bytes in the cache: what the soft limit gives back.
+fn held(a: &PageAlloc) -> u64 {
+    let s = a.stats();
+    s.cached_resident_bytes + s.cached_lazy_bytes
+}
+
+/// Waits (without allocating anything large: only the background thread can act) until the
+/// soft limit in force is `soft` and nothing resident is cached; returns how long it took.
+fn reaction(a: &PageAlloc, soft: u64, what: &str) -> Duration {
+    let start = Instant::now();
+    time_until(Duration::from_secs(2), || {
+        a.stats().limit_bytes == soft && held(a) == 0
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{what}: not in force {:?} after the change: {}",
+            start.elapsed(),
+            a.stats()
+        )
+    })
+}
+
+/// Waits until the soft limit in force is `soft`, then checks that the cache keeps and serves.
+fn serves_again(a: &PageAlloc, soft: u64, caches: bool, what: &str) {
+    let in_force = time_until(Duration::from_secs(2), || a.stats().limit_bytes == soft);
+    assert!(in_force.is_some(), "{what}: {}", a.stats());
+    std::thread::sleep(Duration::from_millis(30));
+    churn(a, 1, 16 * MIB);
+    let before = a.stats();
+    churn(a, 1, 16 * MIB);
+    let after = a.stats();
+    if caches {
+        assert_eq!(after.cache_hits, before.cache_hits + 1, "{what}: {after}");
+    }
+}
+
+const CHANGES_TEST: &str =
+    "limits_that_appear_drop_rise_and_go_on_a_parent_or_the_child_under_every_policy";
+
+/// The child side: an allocator configured from the environment only (policy, decay, cgroup),
+/// as a user would; the fake tree is rewritten while nothing is allocated.
+fn limits_that_change(parent: &Path, child: &Path) {
+    let a = PageAlloc::new();
+    let release = a.config().get_release();
+    let caches = release != Release::Unmap;
+    // `dontneed` caches ranges whose pages are already gone: nothing for the limit to release.
+    let holds = matches!(release, Release::Retain | Release::Free | Release::Adaptive);
+    churn(&a, 8, 16 * MIB);
+    assert_eq!(a.stats().limit_bytes, 0, "no limit at start: {}", a.stats());
+    let mut times = Vec::new();
+    // 1. A limit appears on the parent (usage over 90% of it): the parent binds.
+    put(parent, "memory.current", &bytes(600 * MIB as u64));
+    put(parent, "memory.max", &bytes(512 * MIB as u64));
+    times.push((
+        "appears on the parent",
+        reaction(&a, 512 * MIB as u64 * 9 / 10, "appears"),
+    ));
+    if holds {
+        assert!(a.stats().limit_releases >= 1, "{}", a.stats());
+    }
+    // 2. It goes: the cache keeps and serves again.
+    put(parent, "memory.max", MAX);
+    serves_again(&a, 0, caches, "removed from the parent");
+    // 3. Limits on both, the child's lower and over (the parent's usage is under its own).
+    churn(&a, 2, 16 * MIB);
+    put(parent, "memory.current", &bytes(400 * MIB as u64));
+    put(child, "memory.current", &bytes(300 * MIB as u64));
+    put(parent, "memory.max", &bytes(512 * MIB as u64));
+    put(child, "memory.high", &bytes(256 * MIB as u64));
+    times.push((
+        "on both, the child's binds",
+        reaction(&a, 256 * MIB as u64 * 9 / 10, "both"),
+    ));
+    // 4. The child's usage falls under its limit: the cache serves again.
+    put(child, "memory.current", &bytes(100 * MIB as u64));
+    serves_again(
+        &a,
+        256 * MIB as u64 * 9 / 10,
+        caches,
+        "under the child's limit",
+    );
+    // 5. The parent's limit drops below the child's: the parent binds now, its usage is over.
+    churn(&a, 2, 16 * MIB);
+    put(parent, "memory.max", &bytes(128 * MIB as u64));
+    times.push((
+        "drops on the parent",
+        reaction(&a, 128 * MIB as u64 * 9 / 10, "drops"),
+    ));
+    // 6. Both raised away: no limit, the cache serves.
+    put(parent, "memory.max", MAX);
+    put(child, "memory.high", MAX);
+    serves_again(&a, 0, caches, "both removed");
+    for (what, t) in &times {
+        println!("reaction: {what}: {:.1} ms", t.as_secs_f64() * 1e3);
+    }
+}
+
+#[test]
+fn limits_that_appear_drop_rise_and_go_on_a_parent_or_the_child_under_every_policy() {
+    if child_mode().as_deref() == Some("changes") {
+        let child = PathBuf::from(std::env::var("PAGEWISE_CGROUP").unwrap());
+        return limits_that_change(child.parent().unwrap(), &child);
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let mut worst = Duration::ZERO;
+    let mut all = Vec::new();
+    for release in ["retain", "free", "dontneed", "adaptive", "unmap"] {
+        for decay in ["never", "1000"] {
+            let (parent, child) = fake_tree(&format!("changes-{release}-{decay}"));
+            let env = [
+                ("PAGEWISE_CGROUP", Some(child.to_str().unwrap())),
+                ("PAGEWISE_RELEASE", Some(release)),
+                ("PAGEWISE_DECAY_MS", Some(decay)),
+                ("PAGEWISE_PREFETCH", Some("none")),
+                ("PAGEWISE_LIMIT", Some("90%")),
+            ];
+            let out = run_child(CHANGES_TEST, "changes", &env, Duration::from_secs(60));
+            assert!(
+                out.status.success(),
+                "{release}, decay {decay}: {}",
+                out.describe()
+            );
+            for line in out
+                .stdout
+                .lines()
+                .filter_map(|l| l.split_once("reaction: "))
+            {
+                let line = line.1;
+                println!("{release}, decay {decay}: {line}");
+                let ms: f64 = line
+                    .rsplit(": ")
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(" ms")
+                    .parse()
+                    .unwrap();
+                worst = worst.max(Duration::from_secs_f64(ms / 1e3));
+                all.push(ms);
+            }
+            std::fs::remove_dir_all(&parent).unwrap();
+        }
+    }
+    all.sort_by(f64::total_cmp);
+    let median = all[all.len() / 2];
+    println!(
+        "reaction over {} changes: median {median:.1} ms, worst {worst:?}",
+        all.len()
+    );
+    // Issue #19: within 100 ms. The median is held to it; single changes get slack for a
+    // loaded machine (the test binaries run in parallel).
+    assert!(median < 100.0, "median reaction {median:.1} ms");
+    assert!(
+        worst < Duration::from_millis(400),
+        "worst reaction {worst:?}"
+    );
+}
+
+const V1_STAT_TEST: &str = "a_v1_hierarchical_limit_in_memory_stat_appears_and_goes";
+
+fn v1_stat(limit: u64) -> String {
+    format!(
+        "cache 0\nrss 104857600\nmapped_file 0\nhierarchical_memory_limit {limit}\n\
+         hierarchical_memsw_limit 9223372036854771712\ntotal_cache 0\n"
+    )
+}
+
+#[test]
+fn a_v1_hierarchical_limit_in_memory_stat_appears_and_goes() {
+    const UNSET: u64 = 9223372036854771712;
+    if child_mode().as_deref() == Some("v1-stat") {
+        let child = PathBuf::from(std::env::var("FAKE_CGROUP").unwrap());
+        let parent = child.parent().unwrap();
+        let a = PageAlloc::new().with_config(
+            Config::DEFAULT
+                .ignore_env()
+                .release(Release::Retain)
+                .prefetch(Prefetch::None)
+                .decay_ms(None)
+                .cgroup(Cgroup::Path(leak(&child)))
+                .limit(Limit::Percent(90)),
+        );
+        churn(&a, 8, 16 * MIB);
+        assert_eq!(a.stats().limit_bytes, 0, "{}", a.stats());
+        // Set above every directory visible here (as in a container that sees only its own
+        // cgroup): usage is the highest visible directory's, the fake parent's (over).
+        put(&child, "memory.stat", &v1_stat(512 * MIB as u64));
+        let t = reaction(&a, 512 * MIB as u64 * 9 / 10, "v1 hierarchical");
+        println!("reaction: v1 hierarchical_memory_limit appears: {t:?}");
+        put(&child, "memory.stat", &v1_stat(UNSET));
+        serves_again(&a, 0, true, "v1 hierarchical removed");
+        // On the visible parent: it binds and its usage is read.
+        churn(&a, 2, 16 * MIB);
+        put(parent, "memory.limit_in_bytes", &bytes(256 * MIB as u64));
+        put(&child, "memory.stat", &v1_stat(256 * MIB as u64));
+        reaction(&a, 256 * MIB as u64 * 9 / 10, "v1 parent");
+        return;
+    }
+    if child_mode().is_some() {
+        return;
+    }
+    let parent = fake_dir("v1-stat");
+    let child = parent.join("child");
+    std::fs::create_dir_all(&child).unwrap();
+    for d in [&parent, &child] {
+        put(d, "memory.limit_in_bytes", &bytes(UNSET));
+        put(d, "memory.stat", &v1_stat(UNSET));
+    }
+    put(&parent, "memory.usage_in_bytes", &bytes(600 * MIB as u64));
+    put(&child, "memory.usage_in_bytes", &bytes(100 * MIB as u64));
+    let env = [
+        ("FAKE_CGROUP", Some(child.to_str().unwrap())),
+        ("PAGEWISE_VERBOSE", Some("1")),
+    ];
+    let out = run_child(V1_STAT_TEST, "v1-stat", &env, Duration::from_secs(60));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "{}", out.describe());
+    std::fs::remove_dir_all(&parent).unwrap();
+}
+
 const PSI_TEST: &str = "the_cgroup_s_memory_pressure_is_the_default_signal";
 
 #[test]
@@ -292,10 +535,46 @@ fn the_real_cgroup_is_the_one_proc_self_cgroup_names() {
     let Some((version, path)) = own_cgroup() else {
         return; // no cgroup at all: nothing to compare with
     };
+    // Issue #19: the chain walked up, from the process's own cgroup to the mount point, and
+    // where the limit binds (or that none does).
+    let walked = line
+        .split_once("chain walked up: ")
+        .unwrap_or_else(|| panic!("no chain: {line}"))
+        .1;
+    assert!(
+        line.contains("limit binds at ")
+            || line.contains("no limit on the chain")
+            || line.contains("limit binds above"),
+        "{line}"
+    );
+    assert!(line.contains("usage read from "), "{line}");
     if version == "v1" {
         assert!(
             line.contains("cgroup v1") && line.contains(&format!("{path} ")),
             "expected the v1 memory cgroup {path}: {line}"
+        );
+        // Read as it is: the v1 memory hierarchy's mount point ends the chain, and memory.stat's
+        // hierarchical limit is shown.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let point = mounts
+            .lines()
+            .find(|l| {
+                l.contains(" - cgroup ")
+                    && l.rsplit(' ')
+                        .next()
+                        .unwrap()
+                        .split(',')
+                        .any(|o| o == "memory")
+            })
+            .and_then(|l| l.split(' ').nth(4))
+            .unwrap();
+        if path != "/" {
+            assert!(walked.starts_with(&format!("{point}{path} (")), "{walked}");
+            assert!(walked.contains(&format!(", then {point} (")), "{walked}");
+        }
+        assert!(
+            line.contains("memory.stat hierarchical_memory_limit: "),
+            "{line}"
         );
     } else {
         assert!(line.contains("cgroup v2"), "{line}");

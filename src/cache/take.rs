@@ -178,6 +178,17 @@ impl Cache {
         self.take_min(|r| (r.pages != Pages::Zero && r.since_ms <= freed_by).then_some(r.since_ms))
     }
 
+    /// When the resident range freed longest ago was freed, without taking it: a peek, so the
+    /// range may be gone by the time it is taken (the soft limit compares engines with it).
+    pub(crate) fn oldest_resident_since(&self) -> Option<u64> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.peek())
+            .filter(|r| r.pages != Pages::Zero)
+            .map(|r| r.since_ms)
+            .min()
+    }
+
     /// Takes the smallest cached range, if any (to make room in the slots at the least cost).
     pub(crate) fn take_smallest(&self) -> Option<Range> {
         self.take_min(|r| Some(r.len as u64))

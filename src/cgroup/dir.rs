@@ -68,6 +68,10 @@ pub(crate) struct CgroupDir {
     /// lend a `&CStr` out of `self`: `path[..dir_len]` is the directory.
     path: [u8; PATH_CAP],
     dir_len: usize,
+    /// The length of the highest directory of the chain walked up for limits (`chain.rs`): the
+    /// mount point when discovered, the highest ancestor with the cgroup's files when given.
+    /// `dir_len` itself when nothing above the directory is read.
+    pub(super) top_len: usize,
     version: Version,
     origin: Origin,
 }
@@ -88,9 +92,28 @@ impl CgroupDir {
         Ok(CgroupDir {
             path,
             dir_len: dir.len(),
+            top_len: dir.len(),
             version,
             origin,
         })
+    }
+
+    /// The same cgroup, with limits read up to its ancestor `top` (a prefix of the directory
+    /// ending at a `/` boundary: the mount point, or the highest given ancestor). A `top` that is
+    /// not such a prefix is ignored: nothing above the directory is read.
+    pub(super) fn with_top(mut self, top: &[u8]) -> CgroupDir {
+        let top = super::discover::trim_slashes(top);
+        let top = if top.is_empty() { b"/" as &[u8] } else { top };
+        let dir = self.dir();
+        let boundary = top == b"/" || dir.len() == top.len() || dir.get(top.len()) == Some(&b'/');
+        if dir.starts_with(top) && boundary {
+            self.top_len = top.len();
+        }
+        self
+    }
+
+    pub(crate) fn version_of(&self) -> Version {
+        self.version
     }
 
     /// The directory.
@@ -110,14 +133,7 @@ impl CgroupDir {
 
     /// Reads one file of the cgroup, now.
     pub(crate) fn read(&self, knob: Knob) -> Result<Value, Unknown> {
-        let mut path = PathBuf::join(self.dir(), knob.file_name())?;
-        // A number of bytes has 20 digits at most: a file that fills the buffer holds none.
-        let mut buf = [0u8; 64];
-        let (n, _) = os::read_regular_file(path.as_cstr(), &mut buf).map_err(Unknown::File)?;
-        if n == buf.len() {
-            return Err(Unknown::Malformed);
-        }
-        parse_value(&buf[..n], knob.is_limit())
+        read_in(self.dir(), knob)
     }
 
     pub(super) fn reading(&self, knob: Knob) -> Reading {
@@ -143,12 +159,14 @@ impl CgroupDir {
     /// The memory limit in bytes: v2 the lower of `memory.high` and `memory.max` (`max`: none),
     /// v1 `memory.limit_in_bytes` (from [`NO_LIMIT_FROM`] on: none). `None`: no limit, or unknown
     /// ([`CgroupDir::limit_detail`] tells which).
+    #[cfg(test)]
     pub(crate) fn limit(&self) -> Option<u64> {
         self.limit_detail().bytes()
     }
 
     /// The usage with the file it was read from: v2 `memory.current`, v1
     /// `memory.usage_in_bytes`.
+    #[cfg(test)]
     pub(crate) fn usage_detail(&self) -> Reading {
         self.reading(match self.version {
             Version::V2 => Knob::Current,
@@ -157,6 +175,7 @@ impl CgroupDir {
     }
 
     /// The memory usage in bytes, or `None` if unknown.
+    #[cfg(test)]
     pub(crate) fn usage(&self) -> Option<u64> {
         self.usage_detail().bytes()
     }
@@ -203,6 +222,21 @@ impl fmt::Debug for CgroupDir {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// Reads one file of the cgroup directory `dir`, now.
+pub(super) fn read_in(dir: &[u8], knob: Knob) -> Result<Value, Unknown> {
+    let mut path = PathBuf::join(dir, knob.file_name())?;
+    if knob == Knob::HierarchicalLimit {
+        return super::chain::read_stat_key(path.as_cstr(), b"hierarchical_memory_limit");
+    }
+    // A number of bytes has 20 digits at most: a file that fills the buffer holds none.
+    let mut buf = [0u8; 64];
+    let (n, _) = os::read_regular_file(path.as_cstr(), &mut buf).map_err(Unknown::File)?;
+    if n == buf.len() {
+        return Err(Unknown::Malformed);
+    }
+    parse_value(&buf[..n], knob.is_limit())
 }
 
 /// A cgroup file's content: a decimal number of bytes and a newline; for a limit also `max`.

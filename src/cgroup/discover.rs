@@ -207,83 +207,37 @@ pub(super) fn for_each_line(
 
 // ---- Discovery ----
 
-/// Finds the process's memory cgroup (see the module documentation).
+/// The process's paths in the unified hierarchy and in the v1 memory hierarchy.
+struct Paths {
+    v2: Option<PathBuf>,
+    v1: Option<PathBuf>,
+}
+
+/// A hierarchy's directory for the process: the cgroup's own, and its mount point (the top of
+/// the chain walked up for limits, `chain.rs`). `None` until a mount is seen; the first error
+/// is kept for the report while a mount that fits is looked for.
+type Found = Option<Result<(PathBuf, PathBuf), Unknown>>;
+
+/// Finds the process's memory cgroup (see the module documentation): its paths from
+/// `/proc/self/cgroup`, their directories from `/proc/self/mountinfo`, then the version.
 pub(super) fn discover(files: &impl Files) -> Result<CgroupDir, Unknown> {
     let mut buf = [0u8; LINE_CAP];
-
-    // The process's paths in the unified hierarchy and in the v1 memory hierarchy.
-    let mut v2_path: Option<Result<PathBuf, Unknown>> = None;
-    let mut v1_path: Option<Result<PathBuf, Unknown>> = None;
-    let mut file = files
-        .open(c"/proc/self/cgroup")
-        .map_err(Unknown::ProcCgroup)?;
-    for_each_line(&mut file, &mut buf, |line| {
-        if let Some(c) = parse_cgroup_line(line) {
-            if c.v2 && v2_path.is_none() {
-                v2_path = Some(PathBuf::from(c.path));
-            }
-            if c.memory && v1_path.is_none() {
-                v1_path = Some(PathBuf::from(c.path));
-            }
-        }
-        false
-    })
-    .map_err(Unknown::ProcCgroup)?;
-    drop(file);
-    // A path too long to keep is worth reporting only if it leaves nothing to watch.
-    let too_long = matches!(v2_path, Some(Err(_))) || matches!(v1_path, Some(Err(_)));
-    let v2_path = v2_path.and_then(Result::ok);
-    let v1_path = v1_path.and_then(Result::ok);
-    if v2_path.is_none() && v1_path.is_none() {
-        return Err(if too_long {
-            Unknown::TooLong
-        } else {
-            Unknown::NotInCgroup
-        });
-    }
-
-    // Their directories: the first mount of each hierarchy whose root holds the path.
-    let mut v2_dir: Option<Result<PathBuf, Unknown>> = None;
-    let mut v1_dir: Option<Result<PathBuf, Unknown>> = None;
-    let mut file = files
-        .open(c"/proc/self/mountinfo")
-        .map_err(Unknown::Mountinfo)?;
-    let long_lines = for_each_line(&mut file, &mut buf, |line| {
-        let Some(m) = parse_mount_line(line) else {
-            return false;
-        };
-        let (path, dir) = match m.kind {
-            MountKind::V2 => (&v2_path, &mut v2_dir),
-            MountKind::V1Memory => (&v1_path, &mut v1_dir),
-        };
-        if let (Some(path), None | Some(Err(_))) = (path, &dir) {
-            let found = unescape(m.root).and_then(|root| {
-                let point = unescape(m.point)?;
-                join_mount(point.as_bytes(), root.as_bytes(), path.as_bytes())
-            });
-            // Keep the first error for the report, and go on looking for a mount that fits.
-            if found.is_ok() || dir.is_none() {
-                *dir = Some(found);
-            }
-        }
-        let v2_done = v2_path.is_none() || matches!(v2_dir, Some(Ok(_)));
-        let v1_done = v1_path.is_none() || matches!(v1_dir, Some(Ok(_)));
-        v2_done && v1_done
-    })
-    .map_err(Unknown::Mountinfo)?;
-    drop(file);
-
-    if let Some(Ok(dir)) = &v2_dir {
-        if has_memory_controller(files, dir.as_bytes()) {
-            return CgroupDir::new(dir.as_bytes(), Version::V2, Origin::Discovered);
+    let paths = read_paths(files, &mut buf)?;
+    let (v2_dir, v1_dir, long_lines) = find_dirs(files, &paths, &mut buf)?;
+    let cgroup = |found: &(PathBuf, PathBuf), version, origin| {
+        CgroupDir::new(found.0.as_bytes(), version, origin).map(|c| c.with_top(found.1.as_bytes()))
+    };
+    if let Some(Ok(found)) = &v2_dir {
+        if has_memory_controller(files, found.0.as_bytes()) {
+            return cgroup(found, Version::V2, Origin::Discovered);
         }
     }
-    if let Some(Ok(dir)) = &v1_dir {
-        return CgroupDir::new(dir.as_bytes(), Version::V1, Origin::Discovered);
+    if let Some(Ok(found)) = &v1_dir {
+        return cgroup(found, Version::V1, Origin::Discovered);
     }
-    if let Some(Ok(dir)) = &v2_dir {
-        return CgroupDir::new(
-            dir.as_bytes(),
+    if let Some(Ok(found)) = &v2_dir {
+        return cgroup(
+            found,
             Version::V2,
             Origin::DiscoveredWithoutMemoryController,
         );
@@ -292,6 +246,81 @@ pub(super) fn discover(files: &impl Files) -> Result<CgroupDir, Unknown> {
         (Some(Err(e)), _) | (None, Some(Err(e))) => Err(e),
         _ => Err(Unknown::NoMount { long_lines }),
     }
+}
+
+/// The process's paths from `/proc/self/cgroup`: the first v2 line and the first v1 line with
+/// the memory controller.
+fn read_paths(files: &impl Files, buf: &mut [u8]) -> Result<Paths, Unknown> {
+    let mut v2: Option<Result<PathBuf, Unknown>> = None;
+    let mut v1: Option<Result<PathBuf, Unknown>> = None;
+    let mut file = files
+        .open(c"/proc/self/cgroup")
+        .map_err(Unknown::ProcCgroup)?;
+    for_each_line(&mut file, buf, |line| {
+        if let Some(c) = parse_cgroup_line(line) {
+            if c.v2 && v2.is_none() {
+                v2 = Some(PathBuf::from(c.path));
+            }
+            if c.memory && v1.is_none() {
+                v1 = Some(PathBuf::from(c.path));
+            }
+        }
+        false
+    })
+    .map_err(Unknown::ProcCgroup)?;
+    // A path too long to keep is worth reporting only if it leaves nothing to watch.
+    let too_long = matches!(v2, Some(Err(_))) || matches!(v1, Some(Err(_)));
+    let paths = Paths {
+        v2: v2.and_then(Result::ok),
+        v1: v1.and_then(Result::ok),
+    };
+    if paths.v2.is_none() && paths.v1.is_none() {
+        return Err(if too_long {
+            Unknown::TooLong
+        } else {
+            Unknown::NotInCgroup
+        });
+    }
+    Ok(paths)
+}
+
+/// The directories of the process's paths: for each hierarchy the first mount whose root holds
+/// the path. Also whether lines too long for the buffer were skipped.
+fn find_dirs(
+    files: &impl Files,
+    paths: &Paths,
+    buf: &mut [u8],
+) -> Result<(Found, Found, bool), Unknown> {
+    let mut v2_dir: Found = None;
+    let mut v1_dir: Found = None;
+    let mut file = files
+        .open(c"/proc/self/mountinfo")
+        .map_err(Unknown::Mountinfo)?;
+    let long_lines = for_each_line(&mut file, buf, |line| {
+        let Some(m) = parse_mount_line(line) else {
+            return false;
+        };
+        let (path, dir) = match m.kind {
+            MountKind::V2 => (&paths.v2, &mut v2_dir),
+            MountKind::V1Memory => (&paths.v1, &mut v1_dir),
+        };
+        if let (Some(path), None | Some(Err(_))) = (path, &dir) {
+            let found = unescape(m.root).and_then(|root| {
+                let point = unescape(m.point)?;
+                let dir = join_mount(point.as_bytes(), root.as_bytes(), path.as_bytes())?;
+                Ok((dir, point))
+            });
+            // Keep the first error for the report, and go on looking for a mount that fits.
+            if found.is_ok() || dir.is_none() {
+                *dir = Some(found);
+            }
+        }
+        let v2_done = paths.v2.is_none() || matches!(v2_dir, Some(Ok(_)));
+        let v1_done = paths.v1.is_none() || matches!(v1_dir, Some(Ok(_)));
+        v2_done && v1_done
+    })
+    .map_err(Unknown::Mountinfo)?;
+    Ok((v2_dir, v1_dir, long_lines))
 }
 
 /// Whether `dir/cgroup.controllers` lists `memory`.
@@ -331,14 +360,28 @@ pub(super) const VERSION_MARKERS: [(&str, Version); 5] = [
 /// directory is not watched (it is looked at once, when the cgroup is resolved).
 pub(super) fn from_given(files: &impl Files, dir: &[u8]) -> Result<CgroupDir, Unknown> {
     for (name, version) in VERSION_MARKERS {
-        let mut path = PathBuf::join(dir, name)?;
-        let present = match files.open(path.as_cstr()) {
-            Ok(_) | Err(FileError::NotRegular(_) | FileError::Read(_)) => true,
-            Err(FileError::Open(Errno(e))) => e == libc::EACCES || e == libc::EPERM,
-        };
-        if present {
-            return CgroupDir::new(dir, version, Origin::Given(name));
+        if present(files, dir, name)? {
+            let cgroup = CgroupDir::new(dir, version, Origin::Given(name))?;
+            // Limits are read up the chain while the parents are cgroups of the same version
+            // (they have one of its files): the mount point of a real hierarchy, the top of a
+            // fake one.
+            let top = super::chain::highest_ancestor(cgroup.dir(), |parent| {
+                VERSION_MARKERS
+                    .iter()
+                    .any(|&(n, v)| v == version && present(files, parent, n) == Ok(true))
+            });
+            let top = PathBuf::from(top)?;
+            return Ok(cgroup.with_top(top.as_bytes()));
         }
     }
     Err(Unknown::NoMemoryFiles)
+}
+
+/// Whether `dir/name` exists, even if it cannot be read (a FIFO in place of `memory.max`).
+fn present(files: &impl Files, dir: &[u8], name: &str) -> Result<bool, Unknown> {
+    let mut path = PathBuf::join(dir, name)?;
+    Ok(match files.open(path.as_cstr()) {
+        Ok(_) | Err(FileError::NotRegular(_) | FileError::Read(_)) => true,
+        Err(FileError::Open(Errno(e))) => e == libc::EACCES || e == libc::EPERM,
+    })
 }

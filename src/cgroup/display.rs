@@ -57,7 +57,7 @@ impl fmt::Display for Unknown {
 /// `memory.max: 512 MiB`, `memory.high: no limit`, `memory.max: cannot be opened (ENOENT, ...)`.
 impl fmt::Display for Reading {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.knob.file_name())?;
+        write!(f, "{}: ", self.knob.label())?;
         match self.value {
             Ok(Value::Bytes(n)) => fmt::Display::fmt(&Size(n), f),
             Ok(Value::NoLimit) => f.write_str("no limit"),
@@ -75,7 +75,7 @@ impl fmt::Display for Limit {
                 f,
                 "limit: {} from {}",
                 Size(r.bytes().unwrap_or(0)),
-                r.knob.file_name()
+                r.knob.label()
             )?,
             None if self.is_unset() => f.write_str("limit: none")?,
             None => f.write_str("limit: unknown")?,

@@ -1,3 +1,4 @@
+use super::chain::Binding;
 use super::dir::*;
 use super::discover::*;
 use super::display::*;
@@ -954,5 +955,348 @@ fn shows_sizes_and_reasons() {
         cg.to_string(),
         "cgroup v1 (memory controller) /sys/fs/cgroup/a b (from /proc/self/cgroup and \
          /proc/self/mountinfo)"
+    );
+}
+
+// ---- The chain walked up for limits (issue #19) ----
+
+/// The directories of the chain of the cgroup discovered from fixed files, own first.
+fn chain_dirs_of(files: &[(&'static str, &str)]) -> Vec<String> {
+    let fake = Fake {
+        files: files
+            .iter()
+            .map(|(p, t)| (*p, t.as_bytes().to_vec()))
+            .collect(),
+        chunk: 61,
+    };
+    let c = discover(&fake).unwrap();
+    (0..c.levels())
+        .map(|l| String::from_utf8(c.level_dir(l).unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn discovery_walks_up_to_the_mount_point_and_no_further() {
+    let pod = "/kubepods.slice/kubepods-pod1a2b.slice";
+    let cgroup = format!("0::{pod}/cri-containerd-9f8e.scope\n");
+    let all = "cpuset cpu io memory hugetlb pids rdma misc\n";
+    // Mounted whole: up to the root of the hierarchy.
+    let whole = "30 22 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+    let controllers: &'static str = Box::leak(
+        format!("/sys/fs/cgroup{pod}/cri-containerd-9f8e.scope/cgroup.controllers")
+            .into_boxed_str(),
+    );
+    assert_eq!(
+        chain_dirs_of(&[(CGROUP, &cgroup), (MOUNTINFO, whole), (controllers, all)]),
+        [
+            format!("/sys/fs/cgroup{pod}/cri-containerd-9f8e.scope"),
+            format!("/sys/fs/cgroup{pod}"),
+            "/sys/fs/cgroup/kubepods.slice".to_string(),
+            "/sys/fs/cgroup".to_string(),
+        ]
+    );
+    // Mounted from the pod down (a namespace): the pod's cgroup is the highest visible.
+    let nested = format!("{HOST_MOUNTS}31 22 0:26 {pod} /sys/fs/cgroup rw - cgroup2 none rw\n");
+    let controllers = "/sys/fs/cgroup/cri-containerd-9f8e.scope/cgroup.controllers";
+    assert_eq!(
+        chain_dirs_of(&[(CGROUP, &cgroup), (MOUNTINFO, &nested), (controllers, all)]),
+        ["/sys/fs/cgroup/cri-containerd-9f8e.scope", "/sys/fs/cgroup"]
+    );
+    // The process in the root of the mount: its own directory only.
+    let at_root = "0::/\n";
+    assert_eq!(
+        chain_dirs_of(&[
+            (CGROUP, at_root),
+            (MOUNTINFO, whole),
+            ("/sys/fs/cgroup/cgroup.controllers", all)
+        ]),
+        ["/sys/fs/cgroup"]
+    );
+    // A v2 hierarchy mounted at `/` (some minimal containers).
+    let slash = "30 22 0:26 / / rw - cgroup2 cgroup2 rw\n";
+    assert_eq!(
+        chain_dirs_of(&[
+            (CGROUP, "0::/a/b\n"),
+            (MOUNTINFO, slash),
+            ("/a/b/cgroup.controllers", all)
+        ]),
+        ["/a/b", "/a", "/"]
+    );
+}
+
+#[test]
+fn a_top_that_is_not_an_ancestor_is_ignored() {
+    let c = a_cgroup("/sys/fs/cgroup/ab/c").unwrap();
+    assert_eq!(c.with_top(b"/sys/fs/cgroup/a").levels(), 1);
+    assert_eq!(c.with_top(b"/other").levels(), 1);
+    assert_eq!(c.with_top(b"/sys/fs/cgroup/ab/").levels(), 2);
+    assert_eq!(c.with_top(b"/sys/fs/cgroup/ab/c").levels(), 1);
+    // At most MAX_LEVELS directories, however deep.
+    let deep = "/x".repeat(40);
+    let c = a_cgroup(&deep).unwrap().with_top(b"/");
+    assert_eq!(c.levels(), super::chain::MAX_LEVELS);
+}
+
+/// A fake v2 tree on disk: `root` (the parent) holding `child`, both with the v2 files.
+struct Tree {
+    parent: TempDir,
+}
+
+impl Tree {
+    fn new(name: &str) -> Tree {
+        let parent = TempDir::new(name);
+        parent.dir("child");
+        for d in ["", "child/"] {
+            parent.write(&format!("{d}cgroup.controllers"), "cpu memory pids\n");
+            parent.write(&format!("{d}memory.max"), "max\n");
+            parent.write(&format!("{d}memory.high"), "max\n");
+        }
+        parent.write("memory.current", "300\n");
+        parent.write("child/memory.current", "100\n");
+        Tree { parent }
+    }
+
+    fn child(&self) -> CgroupDir {
+        from_given(&Os, self.parent.path("child").as_os_str().as_bytes()).unwrap()
+    }
+}
+
+#[test]
+fn a_given_v2_directory_walks_up_while_its_parents_are_cgroups() {
+    let t = Tree::new("tree");
+    let c = t.child();
+    assert_eq!(
+        c.levels(),
+        2,
+        "the child and the fake tree's top, not the temp dir"
+    );
+    assert_eq!(c.level_dir(1), Some(t.parent.bytes()));
+    // No limit anywhere: the child's own usage.
+    let chain = c.chain();
+    assert_eq!(
+        (chain.binding(), chain.bytes(), chain.usage_level()),
+        (Binding::None, None, 0)
+    );
+    assert_eq!(c.usage_at(0).bytes(), Some(100));
+    // A limit on the parent only binds, and usage is the parent's.
+    t.parent.replace("memory.max", "1073741824\n");
+    let chain = c.chain();
+    assert_eq!(chain.binding(), Binding::Level(1));
+    assert_eq!(chain.bytes(), Some(1 << 30));
+    assert_eq!(c.usage_at(chain.usage_level()).bytes(), Some(300));
+    // memory.high on the parent, lower still.
+    t.parent.replace("memory.high", "805306368\n");
+    assert_eq!(c.chain().bytes(), Some(768 << 20));
+    assert_eq!(c.chain().lowest.unwrap().1.knob, Knob::High);
+    // A lower limit on the child binds there.
+    t.parent.replace("child/memory.max", "536870912\n");
+    let chain = c.chain();
+    assert_eq!(
+        (chain.binding(), chain.bytes()),
+        (Binding::Level(0), Some(512 << 20))
+    );
+    // A tie goes to the parent, whose usage includes the child's.
+    t.parent.replace("child/memory.max", "805306368\n");
+    assert_eq!(c.chain().binding(), Binding::Level(1));
+    // Removed everywhere: no limit again.
+    for f in ["memory.max", "memory.high", "child/memory.max"] {
+        t.parent.replace(f, "max\n");
+    }
+    assert_eq!(c.chain().bytes(), None);
+    // A parent file that cannot be read limits nothing; the child's own still counts.
+    t.parent.fifo("memory.max");
+    t.parent.replace("child/memory.high", "1048576\n");
+    let chain = within_deadline(move || c.chain());
+    assert_eq!(
+        (chain.binding(), chain.bytes()),
+        (Binding::Level(0), Some(1 << 20))
+    );
+    // Shown for verbose.
+    let shown = ChainReport(&c).to_string();
+    assert!(shown.starts_with("limit binds at "), "{shown}");
+    assert!(shown.contains("chain walked up: "), "{shown}");
+    assert!(shown.contains(", then "), "{shown}");
+}
+
+#[test]
+fn a_given_directory_whose_parent_is_no_cgroup_is_read_alone() {
+    let d = TempDir::new("alone");
+    d.write("memory.max", "4096\n");
+    let c = d.given();
+    assert_eq!(c.levels(), 1);
+    assert_eq!(c.chain().binding(), Binding::Level(0));
+    // A v1 parent above a v2 directory is not the same hierarchy.
+    let t = TempDir::new("mixed");
+    t.write("memory.limit_in_bytes", "4096\n");
+    t.dir("child");
+    t.write("child/memory.max", "max\n");
+    let c = from_given(&Os, t.path("child").as_os_str().as_bytes()).unwrap();
+    assert_eq!(c.levels(), 1);
+}
+
+const V1_STAT: &str = "cache 12148736\nrss 1806336\nrss_huge 0\nmapped_file 102400\n\
+                       hierarchical_memory_limit 268435456\n\
+                       hierarchical_memsw_limit 9223372036854771712\ntotal_cache 12148736\n";
+
+#[test]
+fn v1_reads_the_hierarchical_limit_from_memory_stat() {
+    let t = TempDir::new("v1tree");
+    t.dir("child");
+    for d in ["", "child/"] {
+        t.write(
+            &format!("{d}memory.limit_in_bytes"),
+            "9223372036854771712\n",
+        );
+        t.write(&format!("{d}memory.usage_in_bytes"), "1000\n");
+    }
+    t.write("memory.usage_in_bytes", "5000\n");
+    t.write("child/memory.stat", V1_STAT);
+    let c = from_given(&Os, t.path("child").as_os_str().as_bytes()).unwrap();
+    assert_eq!((c.version(), c.levels()), (Version::V1, 2));
+    // Lower than every visible limit: set above the highest visible directory, whose usage is
+    // the estimate.
+    let chain = c.chain();
+    assert_eq!(
+        (chain.binding(), chain.bytes()),
+        (Binding::Above, Some(256 << 20))
+    );
+    assert_eq!(chain.usage_level(), 1);
+    assert_eq!(c.usage_at(1).bytes(), Some(5000));
+    assert!(
+        ChainReport(&c).to_string().contains("binds above"),
+        "{}",
+        ChainReport(&c)
+    );
+    // The parent's own limit, equal to it: the parent binds.
+    t.replace("memory.limit_in_bytes", "268435456\n");
+    assert_eq!(c.chain().binding(), Binding::Level(1));
+    // Rewritten while running: raised, then removed.
+    t.replace(
+        "child/memory.stat",
+        &V1_STAT.replace("268435456", "134217728"),
+    );
+    assert_eq!(
+        (c.chain().binding(), c.chain().bytes()),
+        (Binding::Above, Some(128 << 20))
+    );
+    t.replace("memory.limit_in_bytes", "9223372036854771712\n");
+    t.replace(
+        "child/memory.stat",
+        &V1_STAT.replace("268435456", "9223372036854771712"),
+    );
+    assert_eq!(
+        (c.chain().binding(), c.chain().bytes()),
+        (Binding::None, None)
+    );
+    // A memory.stat without the key, garbage, missing: the visible limits only.
+    t.replace("child/memory.limit_in_bytes", "4096\n");
+    for text in ["cache 1\nrss 2\n", "hierarchical_memory_limit lots\n", ""] {
+        t.replace("child/memory.stat", text);
+        let chain = c.chain();
+        assert_eq!(
+            chain.hierarchical.unwrap().value,
+            Err(Unknown::Malformed),
+            "{text:?}"
+        );
+        assert_eq!(
+            (chain.binding(), chain.bytes()),
+            (Binding::Level(0), Some(4096))
+        );
+    }
+    t.remove("child/memory.stat");
+    assert_eq!(c.chain().bytes(), Some(4096));
+    // A line longer than the buffer is skipped, the key after it still found.
+    let long = format!("{} 1\nhierarchical_memory_limit 8192\n", "x".repeat(300));
+    t.write("child/memory.stat", &long);
+    assert_eq!(c.chain().hierarchical.unwrap().bytes(), Some(8192));
+}
+
+/// The machine's real cgroup (v1 on the development machine), read as it is: the chain goes up
+/// to the mount point, `hierarchical_memory_limit` is the one `memory.stat` shows, and the limit
+/// is the lowest on the chain. Reads only.
+#[test]
+fn the_real_chain_is_read_as_it_is() {
+    let Some(cg) = resolution(CgroupSetting::Auto).cgroup() else {
+        return;
+    };
+    let chain = cg.chain();
+    eprintln!("this process: {}", ChainReport(cg));
+    // What one walk costs (the soft limit makes one at most every 25 ms, 10 ms in the
+    // background thread under a limit).
+    let mut times: Vec<Duration> = (0..101)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            std::hint::black_box(cg.chain());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    eprintln!(
+        "this process: {} directories walked, median {:?} per walk",
+        chain.levels, times[50]
+    );
+    let top = std::str::from_utf8(cg.level_dir(chain.levels - 1).unwrap()).unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts.lines().any(|l| l.split(' ').nth(4) == Some(top)),
+        "the chain's top {top} is no mount point"
+    );
+    let number = |dir: &[u8], name: &str| -> Option<u64> {
+        let p = format!("{}/{name}", std::str::from_utf8(dir).unwrap());
+        let n: u64 = std::fs::read_to_string(p).ok()?.trim().parse().ok()?;
+        (n < NO_LIMIT_FROM).then_some(n)
+    };
+    let mut lowest: Option<u64> = None;
+    for level in 0..chain.levels {
+        let d = cg.level_dir(level).unwrap();
+        let names: &[&str] = match cg.version() {
+            Version::V1 => &["memory.limit_in_bytes"],
+            Version::V2 => &["memory.max", "memory.high"],
+        };
+        for n in names.iter().filter_map(|name| number(d, name)) {
+            lowest = Some(lowest.map_or(n, |l| l.min(n)));
+        }
+    }
+    if cg.version() == Version::V1 {
+        let stat = std::fs::read_to_string(format!(
+            "{}/memory.stat",
+            std::str::from_utf8(cg.dir()).unwrap()
+        ))
+        .unwrap();
+        let h: u64 = stat
+            .lines()
+            .find_map(|l| l.strip_prefix("hierarchical_memory_limit "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let h = (h < NO_LIMIT_FROM).then_some(h);
+        assert_eq!(chain.hierarchical.unwrap().bytes(), h);
+        lowest = match (lowest, h) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    assert_eq!(chain.bytes(), lowest);
+    let usage = cg.usage_at(chain.usage_level()).bytes();
+    if cg.origin() != Origin::DiscoveredWithoutMemoryController {
+        assert!(usage.is_some_and(|u| u > 0), "{usage:?}");
+    }
+}
+
+/// Discovery runs at first use, possibly on a small thread stack of the program's: it still
+/// fits in 16 KiB with the mount points kept for the chain (issue #19). Optimised builds only:
+/// unoptimised frames are several times larger.
+#[cfg(not(debug_assertions))]
+#[test]
+fn discovery_runs_on_a_16_kib_stack() {
+    let on_small_stack = std::thread::Builder::new()
+        .stack_size(16 << 10)
+        .spawn(|| discover(&Os).map(|c| c.dir().to_vec()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(
+        on_small_stack.ok(),
+        discover(&Os).ok().map(|c| c.dir().to_vec())
     );
 }

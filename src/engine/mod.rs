@@ -59,7 +59,7 @@ mod maintain;
 mod realloc;
 mod release;
 
-pub(crate) use limit::LIMIT_POLL_MS;
+pub(crate) use limit::{background_poll, LIMIT_POLL_MS};
 use maintain::Why;
 
 use core::ffi::CStr;
@@ -245,8 +245,17 @@ impl Engine {
         self.limit.bytes() != 0
     }
 
+    /// Whether this engine's soft limit could appear or change while the program runs (a limit
+    /// or a share of a watched cgroup's): the background thread then runs while anything is
+    /// cached (issue #19).
+    pub(crate) fn watches_limit(&self) -> bool {
+        self.has_limit() || self.limit.watches_cgroup()
+    }
+
     /// A snapshot of the counters, and whether this is the overflow engine.
     pub(crate) fn stats(&self) -> Stats {
+        // The soft limit in force now: it changes with the cgroup's (issue #19).
+        self.counters.limit_bytes.store(self.limit_now(), Relaxed);
         let mut s = self.counters.snapshot(self.cache.bytes());
         s.overflow_engine = self.is_overflow() as u64;
         s
@@ -304,7 +313,7 @@ impl Engine {
         });
         let (_, soft) = self.limit.state(now, true);
         let usage = match self.limit.cgroup() {
-            Some(g) => g.usage(),
+            Some(g) => g.usage_at(g.chain().usage_level()).bytes(),
             None => os::resident_bytes(),
         };
         report::line(&limit::Describe {
@@ -320,5 +329,6 @@ impl Engine {
     pub(crate) fn after_fork_in_child(&self) {
         self.cache.reset_busy();
         self.pressure.after_fork();
+        limit::after_fork_in_child();
     }
 }

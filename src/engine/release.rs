@@ -53,9 +53,13 @@ impl Engine {
         self.cache_range(Range { pages, ..range });
         self.fit_budget(0, now);
         // The background thread applies decay, the pressure signal under `adaptive`, and the
-        // soft limit, even when the program allocates nothing more.
+        // soft limit, even when the program allocates nothing more: also a limit that is not in
+        // force yet but may appear on a watched cgroup (issue #19).
         if self.background_enabled()
-            && (self.decay() != NEVER || policy == Release::Adaptive || self.has_limit())
+            && (self.decay() != NEVER
+                || policy == Release::Adaptive
+                || self.watches_limit()
+                || super::limit::any_engine_has_limit())
         {
             background::ensure_started();
         }
