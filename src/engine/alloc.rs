@@ -3,6 +3,7 @@
 use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::maintain::evict_oldest_resident;
 use super::{map_len, Engine, Why};
 use crate::cache::{Pages, Range};
 use crate::map_count;
@@ -354,16 +355,10 @@ impl Engine {
         let missing = (self.recent_misses.load(Relaxed) & window).count_ones() >= RECYCLE_MISSES;
         let idle = if missing { 0 } else { RECYCLE_IDLE_MS };
         let freed_by = os::now_ms().saturating_sub(idle);
-        let mut released = 0;
-        while released < len {
-            let Some(r) = self.cache.take_oldest_resident(freed_by) else {
-                break;
-            };
-            released += r.len;
-            if !self.evict(r, Why::Recycle) {
-                break; // back in the cache: taking it again would not help
-            }
-        }
+        let oldest = || Some(self).zip(self.cache.take_oldest_resident(freed_by));
+        evict_oldest_resident(Why::Recycle, false, oldest, |released| {
+            len.saturating_sub(released)
+        });
     }
 
     /// Records whether a large allocation missed the cache (for [`Engine::recycle`]).

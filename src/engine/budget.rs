@@ -25,9 +25,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::maintain::evict_oldest_resident;
 use super::{Engine, Why};
-use crate::cache::Range;
-use crate::os::HUGE;
 
 /// The budget's floor: what may always stay cached, whatever the live bytes (two huge pages).
 /// Small on purpose: a program that frees and allocates again is covered by the peak term, and
@@ -112,33 +111,11 @@ impl Engine {
     /// make room for one more.
     pub(super) fn fit_budget(&self, coming: u64, now: u64) {
         let budget = self.cache_budget(coming, now);
-        loop {
+        let oldest = || Some(self).zip(self.cache.take_oldest_resident(u64::MAX));
+        let over = |_| {
             let cached = self.cache.bytes();
-            let held = cached.resident + cached.lazy;
-            if held <= budget {
-                return;
-            }
-            let Some(r) = self.cache.take_oldest_resident(u64::MAX) else {
-                return;
-            };
-            let excess = (held - budget) as usize;
-            let keep_end = r.addr.saturating_add(r.len - excess.min(r.len)) & !(HUGE - 1);
-            let gone = if keep_end > r.addr {
-                self.put_back(Range {
-                    len: keep_end - r.addr,
-                    ..r
-                });
-                Range {
-                    addr: keep_end,
-                    len: r.addr + r.len - keep_end,
-                    ..r
-                }
-            } else {
-                r
-            };
-            if !self.evict(gone, Why::Budget) {
-                return; // back in the cache as zero pages: taking it again would not help
-            }
-        }
+            (cached.resident + cached.lazy).saturating_sub(budget) as usize
+        };
+        evict_oldest_resident(Why::Budget, true, oldest, over);
     }
 }

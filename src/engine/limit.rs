@@ -34,6 +34,7 @@ use core::ptr;
 use core::sync::atomic::Ordering::{self, Relaxed};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64};
 
+use super::maintain::evict_oldest_resident;
 use super::{Engine, Why, ENGINES};
 use crate::cache::Range;
 use crate::cgroup::{self, CgroupDir, CgroupSetting};
@@ -368,17 +369,14 @@ impl Engine {
         if limit == 0 {
             return;
         }
-        while usage.saturating_add(extra) >= limit {
-            let Some((e, r)) = take_oldest_resident_anywhere() else {
-                break;
-            };
-            let len = r.len as u64;
-            if !e.evict(r, Why::Limit) {
-                break; // back in the cache: taking it again would not help
-            }
-            usage = usage.saturating_sub(len);
-            self.limit.note_released(len);
-        }
+        // Bytes that must go for usage plus `extra` to be below the limit.
+        let over = |released: usize| {
+            let after = usage.saturating_sub(released as u64).saturating_add(extra);
+            (after + 1).saturating_sub(limit) as usize
+        };
+        let released =
+            evict_oldest_resident(Why::Limit, false, take_oldest_resident_anywhere, over);
+        self.limit.note_released(released as u64);
         // The block about to be mapped will be resident soon: count it until the next reading.
         self.limit.note_mapped(extra);
     }

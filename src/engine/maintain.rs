@@ -7,6 +7,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::Engine;
 use crate::cache::Range;
 use crate::config::NEVER;
+use crate::os::HUGE;
 use crate::stats::Counters;
 use crate::{background, pressure};
 
@@ -121,5 +122,48 @@ impl Engine {
         };
         Counters::add(counter, 1);
         self.unmap_range(&r)
+    }
+}
+
+/// The one loop behind recycling, the cache's budget and the soft limit (issue #20): while
+/// `excess(released)` says that bytes must still go (`released`: bytes given back so far), takes
+/// the oldest resident cached range (`take`: from one engine or from any, with the engine that
+/// held it) and gives it back, counted under `why` by that engine. With `split`, only what must
+/// go of a bigger range goes: its end, cut at a 2 MiB boundary (no huge page is split), while its
+/// head stays cached. Stops when nothing resident is left, or when a range could not be unmapped
+/// (it is back in the cache as zero pages: taking it again would not help). Returns `released`.
+pub(super) fn evict_oldest_resident<'e>(
+    why: Why,
+    split: bool,
+    mut take: impl FnMut() -> Option<(&'e Engine, Range)>,
+    mut excess: impl FnMut(usize) -> usize,
+) -> usize {
+    let mut released = 0;
+    loop {
+        let must_go = excess(released);
+        if must_go == 0 {
+            return released;
+        }
+        let Some((e, r)) = take() else {
+            return released;
+        };
+        let keep_end = (r.addr + r.len - must_go.min(r.len)) & !(HUGE - 1);
+        let gone = if split && keep_end > r.addr {
+            e.put_back(Range {
+                len: keep_end - r.addr,
+                ..r
+            });
+            Range {
+                addr: keep_end,
+                len: r.addr + r.len - keep_end,
+                ..r
+            }
+        } else {
+            r
+        };
+        released += gone.len;
+        if !e.evict(gone, why) {
+            return released;
+        }
     }
 }
