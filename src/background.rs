@@ -17,7 +17,7 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::engine::{background_poll, ENGINES, LIMIT_POLL_MS};
+use crate::engine::{background_poll, set_background_running, ENGINES, LIMIT_POLL_MS};
 use crate::os;
 
 /// Longest sleep while something is cached: the pressure signal is read at least this often,
@@ -36,11 +36,6 @@ const FAILED: u8 = 3;
 
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 
-/// Whether the thread is running (in this process: a `fork` child starts without it).
-pub(crate) fn running() -> bool {
-    STATE.load(Ordering::Relaxed) == RUNNING
-}
-
 /// Starts the thread once per process. Never blocks; if two threads race, one starts it.
 pub(crate) fn ensure_started() {
     if STATE.load(Ordering::Relaxed) != IDLE
@@ -55,11 +50,13 @@ pub(crate) fn ensure_started() {
     // signal could run the program's handler on the helper's 64 KiB stack (issue #10).
     let ok = os::spawn_detached(run, STACK_BYTES);
     STATE.store(if ok { RUNNING } else { FAILED }, Ordering::Release);
+    set_background_running(ok);
 }
 
 /// In a `fork` child the thread does not exist: let the child start its own when needed.
 pub(crate) fn after_fork_in_child() {
     STATE.store(IDLE, Ordering::Relaxed);
+    set_background_running(false);
 }
 
 fn run() {

@@ -13,6 +13,7 @@ mod background;
 mod cache;
 mod cgroup;
 pub mod config;
+mod decimal;
 mod engine;
 mod fallback;
 mod fork;
@@ -192,12 +193,21 @@ impl<A> PageAlloc<A> {
         if let Some(e) = self.engine.get() {
             return (threshold, e);
         }
+        // The process-wide hooks go in before the first engine can cache anything: the
+        // background thread's start (the engine calls it, never imports it), `fork`'s handler.
+        engine::set_background_start(background::ensure_started);
+        fork::register();
         let mine = Engine::adopt(&config);
         match self.engine.set(mine) {
             Ok(()) => {
                 let mut shown = config;
                 shown.threshold = threshold;
-                mine.announce(&shown);
+                if shown.verbose {
+                    mine.print_config(&shown);
+                }
+                if shown.stats_at_exit {
+                    fork::print_stats_at_exit();
+                }
                 (threshold, mine)
             }
             Err(()) => {

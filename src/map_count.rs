@@ -126,7 +126,7 @@ fn max_map_count() -> usize {
 
 fn parse_count(text: &[u8]) -> Option<usize> {
     let digits = text.strip_suffix(b"\n").unwrap_or(text);
-    usize::try_from(crate::config::decimal::parse_u64(digits)?).ok()
+    usize::try_from(crate::decimal::parse_u64(digits)?).ok()
 }
 
 /// Counts the mappings and decides; one thread at a time (the others go on as before).

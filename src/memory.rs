@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::config::decimal::{parse_u64, split_digits};
+use crate::decimal::{parse_u64, split_digits};
 use crate::os;
 
 /// Resident, lazily freed and huge-page memory of the whole process (from

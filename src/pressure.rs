@@ -39,7 +39,7 @@ use core::ffi::CStr;
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
-use crate::config::decimal::{parse_fixed, parse_u64};
+use crate::decimal::{parse_fixed, parse_u64};
 use crate::os::{self, Errno, FileError, FileId};
 
 /// Minimum time between two reads of the pressure file.

@@ -1,10 +1,12 @@
 //! Lines pagewise writes on stderr — configuration errors, `PAGEWISE_VERBOSE`, `PAGEWISE_STATS` —
 //! formatted into a stack buffer and written with one `write(2)`, so that printing never
 //! allocates (we may be the global allocator, called from inside `alloc`).
+//!
+//! This room knows lines, not what they say: the configuration's own lines are in
+//! `config/print.rs`, which imports this one (never the other way round, issue #20).
 
 use core::fmt::{self, Write};
 
-use crate::config::{Config, ConfigError, Setting};
 use crate::os;
 
 /// A fixed-size line buffer; output past its end is dropped (and marked with `...`).
@@ -62,7 +64,7 @@ pub(crate) fn write_escaped(f: &mut dyn Write, bytes: &[u8]) -> fmt::Result {
 }
 
 /// The running program's name, from `/proc/self/comm` (at most 15 bytes by the kernel's rule).
-fn program(buf: &mut [u8; 64]) -> &[u8] {
+pub(crate) fn program(buf: &mut [u8; 64]) -> &[u8] {
     match os::read_file(c"/proc/self/comm", buf) {
         Ok(n) => {
             let s = &buf[..n];
@@ -70,54 +72,6 @@ fn program(buf: &mut [u8; 64]) -> &[u8] {
         }
         Err(_) => b"?",
     }
-}
-
-/// The line for a malformed variable: what, which value, accepted values, the value used, and the
-/// program, so that an operator reading a log knows which process ignored what.
-pub(crate) fn config_error(e: &ConfigError) {
-    let mut line = Line::new();
-    let mut name = [0u8; 64];
-    let _ = write!(line, "pagewise: {e}; using the default ");
-    let _ = e.setting().show(&mut line, &Config::DEFAULT);
-    let _ = line.write_str(" in ");
-    let _ = write_escaped(&mut line, program(&mut name));
-    let _ = write!(line, " (pid {})", os::pid());
-    line.emit();
-}
-
-/// `PAGEWISE_VERBOSE=1`: every setting, its value and where it came from, plus the kernel
-/// features in use.
-/// `shown` holds the values in force, the path-valued ones included (which the engine resolved:
-/// their environment copies come first).
-pub(crate) fn verbose(shown: &Config, notes: &str) {
-    let c = shown;
-    let mut line = Line::new();
-    let mut name = [0u8; 64];
-    let _ = line.write_str("pagewise: config for ");
-    let _ = write_escaped(&mut line, program(&mut name));
-    let _ = line.write_str(":");
-    for &setting in Setting::ALL {
-        let _ = write!(line, " {}=", setting.var());
-        let _ = setting.show(&mut line, shown);
-        let _ = write!(line, " ({})", c.source(setting).name());
-    }
-    line.emit();
-    let mut line = Line::new();
-    let _ = write!(
-        line,
-        "pagewise: kernel: MADV_FREE {}, MADV_POPULATE_WRITE {}; {notes}",
-        if os::has_free() {
-            "yes"
-        } else {
-            "no (free -> dontneed)"
-        },
-        if os::has_populate_write() {
-            "yes"
-        } else {
-            "no (MAP_POPULATE)"
-        },
-    );
-    line.emit();
 }
 
 /// Writes any `Display` value as one stderr line prefixed with `pagewise: `.

@@ -91,7 +91,7 @@ use core::ffi::CStr;
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::config::decimal::parse_u64;
+use crate::decimal::parse_u64;
 use crate::os::{self, Errno, FileError, RegularFile};
 use crate::report::write_escaped;
 

@@ -12,7 +12,6 @@ use super::values::MAX_PATH_LEN;
 use super::{Config, Setting, DEFAULT_PRESSURE_FILE};
 use crate::os;
 use crate::policy::{Cgroup, Limit, Prefetch, Release};
-use crate::report;
 
 /// The variable of `setting`, if set ([`os::getenv`], which allocates nothing).
 ///
@@ -53,7 +52,7 @@ fn parse_env(report_errors: bool) -> Config {
         if let Some(value) = getenv(setting) {
             if let Err(e) = config.apply(setting, value.to_bytes()) {
                 if report_errors {
-                    report::config_error(&e);
+                    super::print::config_error(&e);
                 }
             }
         }

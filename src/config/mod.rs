@@ -31,14 +31,15 @@ use crate::policy::{Cgroup, Limit, Prefetch, Release};
 
 #[macro_use]
 mod table;
-pub(crate) mod decimal;
 mod env;
 mod error;
+mod print;
 mod values;
 
 pub use env::__reread_env_for_tests;
 pub(crate) use env::{env_cgroup, env_pressure_path};
 pub use error::ConfigError;
+pub(crate) use print::verbose;
 pub use values::parse_size;
 pub(crate) use values::show_limit;
 use values::{

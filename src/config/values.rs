@@ -7,8 +7,8 @@
 use core::ffi::CStr;
 use core::fmt::{self, Write};
 
-use super::decimal::{parse_fixed, parse_u64, split_digits};
 use super::{Config, DEFAULT_PRESSURE_FILE, NEVER};
+use crate::decimal::{parse_fixed, parse_u64, split_digits};
 use crate::policy::{Cgroup, Limit, Prefetch, Release};
 use crate::report;
 

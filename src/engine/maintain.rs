@@ -2,14 +2,44 @@
 //! whole cache is unmapped while the kernel is reclaiming) and purge. Run by the background
 //! thread (`crate::background`), or on the allocation path when that thread is off.
 
+use core::ptr;
 use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicBool, AtomicPtr};
 
 use super::Engine;
 use crate::cache::Range;
 use crate::config::NEVER;
 use crate::os::HUGE;
+use crate::pressure;
 use crate::stats::Counters;
-use crate::{background, pressure};
+
+/// The background thread's start function, registered by the allocator (`lib.rs`) before its
+/// first engine is adopted. The thread (`crate::background`) sits above the engines, walks them
+/// and imports this room; the engine never imports it back (issue #20): it only calls what was
+/// registered here, and reads [`BACKGROUND_RUNNING`], which the thread sets.
+static BACKGROUND_START: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+/// Whether the background thread runs in this process (a `fork` child starts without it).
+static BACKGROUND_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// Registers the function that starts the background thread (idempotent, never blocks).
+pub(crate) fn set_background_start(start: fn()) {
+    BACKGROUND_START.store(start as *mut (), Relaxed);
+}
+
+/// Said by the background thread's owner: the thread runs (or, in a `fork` child, does not).
+pub(crate) fn set_background_running(running: bool) {
+    BACKGROUND_RUNNING.store(running, Relaxed);
+}
+
+/// Starts the background thread if a start function was registered.
+pub(super) fn start_background() {
+    let p = BACKGROUND_START.load(Relaxed);
+    if !p.is_null() {
+        // SAFETY: the only non-null value is a `fn()` stored by `set_background_start`.
+        let start = unsafe { core::mem::transmute::<*mut (), fn()>(p) };
+        start();
+    }
+}
 
 /// Why a cached range leaves the cache; each reason has its own counter in `Stats`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +63,7 @@ impl Engine {
     /// off, at most once per interval.
     #[inline]
     pub(super) fn maintain_if_due(&self, now: u64) {
-        if self.background_enabled() && background::running() {
+        if self.background_enabled() && BACKGROUND_RUNNING.load(Relaxed) {
             return;
         }
         let last = self.last_maintenance_ms.load(Relaxed);

@@ -61,6 +61,7 @@ mod release;
 
 pub(crate) use limit::{background_poll, LIMIT_POLL_MS};
 use maintain::Why;
+pub(crate) use maintain::{set_background_running, set_background_start};
 
 use core::ffi::CStr;
 use core::ptr;
@@ -148,7 +149,6 @@ impl Engine {
     /// Adopts a vacant pool engine for a new allocator and configures it; the overflow engine
     /// when the pool is exhausted.
     pub(crate) fn adopt(config: &Config) -> &'static Engine {
-        crate::fork::register();
         for e in ENGINES.iter().skip(1) {
             if e.state.load(Relaxed) == VACANT
                 && e.state
@@ -277,24 +277,15 @@ impl Engine {
         unsafe { CStr::from_ptr(p) }
     }
 
-    /// What an allocator does once it owns this engine: `PAGEWISE_VERBOSE` and `PAGEWISE_STATS`.
-    pub(crate) fn announce(&self, c: &Config) {
-        if c.verbose {
-            self.print_config(c);
-        }
-        if c.stats_at_exit {
-            crate::fork::print_stats_at_exit();
-        }
-    }
-
-    fn print_config(&self, c: &Config) {
+    /// `PAGEWISE_VERBOSE`: what an allocator says once it owns this engine.
+    pub(crate) fn print_config(&self, c: &Config) {
         let path = self.pressure_path();
         let shown = Config {
             pressure_file: Some(path),
             cgroup: self.limit.cgroup_setting(),
             ..*c
         };
-        report::verbose(
+        crate::config::verbose(
             &shown,
             if c.background {
                 "background release thread on"

@@ -4,7 +4,6 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::{map_len, Engine, Why};
-use crate::background;
 use crate::cache::{Pages, Range};
 use crate::config::NEVER;
 use crate::map_count;
@@ -61,7 +60,7 @@ impl Engine {
                 || self.watches_limit()
                 || super::limit::any_engine_has_limit())
         {
-            background::ensure_started();
+            super::maintain::start_background();
         }
     }
 

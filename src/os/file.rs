@@ -272,7 +272,7 @@ pub(crate) fn resident_bytes() -> Option<u64> {
     let pages = buf[..n]
         .split(|&b| b == b' ')
         .nth(1)
-        .and_then(crate::config::decimal::parse_u64)?;
+        .and_then(crate::decimal::parse_u64)?;
     Some(pages.saturating_mul(super::PAGE as u64))
 }
 
