@@ -4,6 +4,8 @@
 //! ranges that follow a block, a doubling table finding its layout again in the cache, and a miss
 //! recycling ranges that sat idle, or any range while the cache keeps missing.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout};
 
 use pagewise::{Config, PageAlloc, Prefetch, Release};
@@ -145,16 +147,7 @@ fn a_miss_moves_smaller_cached_ranges_into_its_block() {
             assert_eq!(s.moved_ranges, before.moved_ranges + 2, "{prefetch:?}: {s}");
             assert_eq!(s.cached_bytes, 0, "{prefetch:?}: {s}");
             let block = std::slice::from_raw_parts_mut(r, big.size());
-            if let Some(i) = block.iter().position(|&b| b != 0) {
-                panic!(
-                    "{prefetch:?}: byte {i} of a zeroed block is {:#x}",
-                    block[i]
-                );
-            }
-            for (i, b) in block.iter_mut().enumerate() {
-                *b = i as u8;
-            }
-            assert!(block.iter().enumerate().all(|(i, &b)| b == i as u8));
+            common::assert_zeroed_and_writable(block, &format!("{prefetch:?}"));
             a.dealloc(r, big);
         }
     }

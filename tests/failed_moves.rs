@@ -154,16 +154,7 @@ fn churn_with_failing_moves(mode: &str, prefetch: Prefetch) {
             assert!(!r.is_null(), "{mode} round {round}: {}", a.stats());
             handed_out.push((r as usize, big.size()));
             let block = std::slice::from_raw_parts_mut(r, big.size());
-            if let Some(i) = block.iter().position(|&b| b != 0) {
-                panic!(
-                    "{mode} round {round}: byte {i} of a zeroed block is {:#x}",
-                    block[i]
-                );
-            }
-            for (i, b) in block.iter_mut().enumerate() {
-                *b = i as u8;
-            }
-            assert!(block.iter().enumerate().all(|(i, &b)| b == i as u8));
+            assert_zeroed_and_writable(block, &format!("{mode} round {round}"));
             a.dealloc(r, big);
         }
         a.purge(); // so that the next round misses again

@@ -399,3 +399,17 @@ pub unsafe fn alloc_maybe_zeroed<A: std::alloc::GlobalAlloc>(
         }
     }
 }
+
+/// Panics (naming `what`) unless every byte of a block handed out zeroed reads zero; then writes
+/// a pattern over all of it and reads it back, so that every page of it is proven usable.
+pub fn assert_zeroed_and_writable(block: &mut [u8], what: &str) {
+    if let Some(i) = block.iter().position(|&b| b != 0) {
+        panic!("{what}: byte {i} of a zeroed block is {:#x}", block[i]);
+    }
+    for (i, b) in block.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    if let Some(i) = block.iter().enumerate().position(|(i, &b)| b != i as u8) {
+        panic!("{what}: byte {i} did not keep what was written");
+    }
+}
