@@ -153,6 +153,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
 unsafe fn resize_pagewise(p: *mut u8, b: crate::owners::Block, size: usize) -> *mut u8 {
     // A pagewise block exists, so pagewise has started.
     let t = start::threshold();
+    let saved = glibc::errno();
     if let Some(m) = (size >= t).then(|| OWNERS.begin_move(p)).flatten() {
         // SAFETY: p is ours, taken out of the table just now as m.
         let q = unsafe { engine::realloc(p, m, size, t) };
@@ -164,6 +165,8 @@ unsafe fn resize_pagewise(p: *mut u8, b: crate::owners::Block, size: usize) -> *
     // Small now, or the engine could not grow it: glibc's block, with the content copied.
     let q = alloc_glibc(size, MALLOC_ALIGN, false);
     if !q.is_null() {
+        // The engine's failed mremap or mmap is no failure of this call.
+        glibc::set_errno(saved);
         // SAFETY: p holds b.len bytes, q holds size; distinct blocks; p is ours and live.
         unsafe {
             ptr::copy_nonoverlapping(p, q, size.min(b.len));
@@ -191,10 +194,15 @@ unsafe fn resize_glibc(p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: as above.
         return unsafe { glibc::realloc(p, size) };
     };
+    let saved = glibc::errno();
     let Some(q) = engine::alloc(size, MALLOC_ALIGN, false, t) else {
         engine::note_glibc_fallback();
         // SAFETY: as above.
-        return unsafe { glibc::realloc(p, size) };
+        let q = unsafe { glibc::realloc(p, size) };
+        if !q.is_null() {
+            glibc::set_errno(saved);
+        }
+        return q;
     };
     // SAFETY: p holds `old` bytes, q holds at least size; distinct; p is glibc's and live.
     unsafe {
