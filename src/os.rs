@@ -29,7 +29,8 @@ pub(crate) use file::{
 };
 
 pub(crate) use process::{
-    at_exit, at_fork_child, block_all_signals, getenv, pid, rusage_faults, sleep_ms, spawn_detached,
+    at_exit, at_fork_child, block_all_signals, copy_stderr, getenv, pid, rusage_faults, sleep_ms,
+    spawn_detached, still_open, SavedFd,
 };
 
 use core::ffi::c_int;
@@ -321,11 +322,12 @@ pub(crate) fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// Writes all of `bytes` to stderr, ignoring errors (diagnostics must never fail the program).
-pub(crate) fn write_stderr(mut bytes: &[u8]) {
+/// Writes all of `bytes` to `fd` (stderr, or a copy of it), ignoring errors: diagnostics must
+/// never fail the program (a closed `fd` writes nothing).
+pub(crate) fn write_fd(fd: c_int, mut bytes: &[u8]) {
     while !bytes.is_empty() {
-        // SAFETY: bytes is a valid readable slice for its length.
-        let n = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };
+        // SAFETY: bytes is a valid readable slice for its length; a bad fd is an error return.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
         if n <= 0 {
             if n < 0 && errno() == Errno(libc::EINTR) {
                 continue;

@@ -26,7 +26,12 @@ impl Line {
     }
 
     /// Writes the line (with a trailing newline) to stderr.
-    pub(crate) fn emit(mut self) {
+    pub(crate) fn emit(self) {
+        self.emit_to(2);
+    }
+
+    /// Writes the line (with a trailing newline) to `fd`.
+    pub(crate) fn emit_to(mut self, fd: core::ffi::c_int) {
         if self.overflow {
             let n = self.len.min(self.buf.len() - 4);
             self.buf[n..n + 3].copy_from_slice(b"...");
@@ -34,7 +39,7 @@ impl Line {
         }
         let n = self.len.min(self.buf.len() - 1);
         self.buf[n] = b'\n';
-        os::write_stderr(&self.buf[..n + 1]);
+        os::write_fd(fd, &self.buf[..n + 1]);
     }
 }
 
@@ -76,7 +81,12 @@ pub(crate) fn program(buf: &mut [u8; 64]) -> &[u8] {
 
 /// Writes any `Display` value as one stderr line prefixed with `pagewise: `.
 pub(crate) fn line(v: &dyn fmt::Display) {
+    line_to(2, v);
+}
+
+/// [`line`] to the descriptor `fd`.
+pub(crate) fn line_to(fd: core::ffi::c_int, v: &dyn fmt::Display) {
     let mut line = Line::new();
     let _ = write!(line, "pagewise: {v}");
-    line.emit();
+    line.emit_to(fd);
 }

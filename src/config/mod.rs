@@ -219,6 +219,8 @@ settings! {
         parse: parse_bool,
         show: show_bool,
         set: verbose(on: bool),
+        /// Whether the configuration is printed at first use (`libpagewise.so` adds a line).
+        get: get_verbose -> bool,
     }
 
     /// Print the statistics on stderr at exit.

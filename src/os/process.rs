@@ -7,7 +7,7 @@
 //! few bytes of glibc's own `malloc` inside; that is C's heap, not the Rust global allocator, so
 //! it never re-enters pagewise.
 
-use core::ffi::{c_void, CStr};
+use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
 /// Starts `entry` on a new detached thread with a stack of `stack_bytes` and every signal
@@ -71,6 +71,46 @@ pub(crate) fn at_fork_child(handler: extern "C" fn()) -> bool {
 pub(crate) fn at_exit(handler: extern "C" fn()) -> bool {
     // SAFETY: the handler is a plain `extern "C" fn()` that lives for the whole program.
     unsafe { libc::atexit(handler) == 0 }
+}
+
+/// A descriptor kept open, and the file it named when it was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SavedFd {
+    pub(crate) fd: c_int,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
+}
+
+/// The file `fd` names now (`fstat`), or `None` if it is not open.
+fn file_of(fd: c_int) -> Option<(u64, u64)> {
+    // SAFETY: an all-zero stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: st is a valid stat to fill; a bad fd is an error return.
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// A close-on-exec copy of stderr at a high descriptor number (at least 100, out of the way of
+/// programs that count on small ones), for a line written at exit: many programs close stderr
+/// from an `atexit` handler that runs before pagewise's (GNU coreutils' `close_stdout`).
+pub(crate) fn copy_stderr() -> Option<SavedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC duplicates fd 2 onto the lowest free descriptor >= 100, or fails.
+    let fd = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 100) };
+    if fd < 0 {
+        return None;
+    }
+    let Some((dev, ino)) = file_of(fd) else {
+        // SAFETY: fd was just opened above and is ours.
+        unsafe { libc::close(fd) };
+        return None;
+    };
+    Some(SavedFd { fd, dev, ino })
+}
+
+/// Whether `saved` still names the file it was opened on: a program that closes descriptors it
+/// did not open (daemons, `close_range`) may have closed it and reused the number for a file of
+/// its own, which must never get pagewise's output (issue #10).
+pub(crate) fn still_open(saved: SavedFd) -> bool {
+    file_of(saved.fd) == Some((saved.dev, saved.ino))
 }
 
 /// The process's page faults so far, `(minor, major)`, from `getrusage(RUSAGE_SELF)`; `None` if
