@@ -462,3 +462,33 @@ fn cached_bytes_follow_every_path_in_and_out_of_the_cache() {
         assert_eq!(cached(&a), 0);
     }
 }
+
+/// A thread's next allocation takes back the range it freed last (issue #20), with the tail
+/// left behind it, rather than the cache's first exact fit (`x` here, freed first and in the
+/// first slot), which under several threads is as often a range another thread freed: so each
+/// thread keeps its own range and its tail instead of trading them.
+#[test]
+fn a_thread_takes_back_the_range_it_freed_last() {
+    let a = retain(Prefetch::None);
+    let l = layout(4 * MIB);
+    let small = layout(3 * MIB);
+    // SAFETY: every block is freed once with the layout it was allocated with.
+    unsafe {
+        let x = a.alloc(l);
+        let y = a.alloc(l);
+        a.dealloc(x, l);
+        a.dealloc(y, l);
+        assert_eq!(a.alloc(l), y, "not the range freed last");
+        // A smaller block carved from y, freed, then a bigger one: y's range and its tail again,
+        // although x fits exactly.
+        a.dealloc(y, l);
+        assert_eq!(a.alloc(small), y);
+        a.dealloc(y, small);
+        assert_eq!(a.alloc(l), y, "the tail was not taken back with the range");
+        a.dealloc(y, l);
+        // Another thread has no hint: best fit as before.
+        let z = std::thread::scope(|s| s.spawn(|| a.alloc(l) as usize).join().unwrap());
+        assert!(z == x as usize || z == y as usize);
+        a.dealloc(z as *mut u8, l);
+    }
+}

@@ -72,11 +72,14 @@ impl Engine {
         } else {
             b.align
         };
-        let r = self.take_cached(b.len, carve_align).or_else(|| {
-            (carve_align != b.align)
-                .then(|| self.take_cached(b.len, b.align))
-                .flatten()
-        })?;
+        let r = self
+            .take_own(b.len, carve_align)
+            .or_else(|| self.take_cached(b.len, carve_align))
+            .or_else(|| {
+                (carve_align != b.align)
+                    .then(|| self.take_cached(b.len, b.align))
+                    .flatten()
+            })?;
         let c = &self.counters;
         Counters::add(&c.cache_hits, 1);
         self.note_outcome(false);

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the pool of engines, an engine's settings, verbose start-up |
 //! | `alloc.rs` | a large allocation: from the cache, by growing a smaller range, or fresh |
+//! | `affinity.rs` | a thread's next allocation from the range it freed last |
 //! | `release.rs` | a large free: the release policy, the cache limit, unmapping |
 //! | `realloc.rs` | resizing a large block in place, by moving pages, or by copying |
 //! | `maintain.rs` | decay, the pressure signal, purge |
@@ -52,6 +53,7 @@
 //! a pool engine on first use and retires it when dropped. Engine 0 is the overflow engine, used
 //! by allocators beyond the pool: it has no cache and unmaps at free.
 
+mod affinity;
 mod alloc;
 mod budget;
 mod limit;
