@@ -258,6 +258,8 @@ impl Engine {
     pub(crate) fn stats(&self) -> Stats {
         // The soft limit in force now: it changes with the cgroup's (issue #19).
         self.counters.limit_bytes.store(self.limit_now(), Relaxed);
+        let lost = crate::cache::lost_holds();
+        self.counters.lost_holds.store(lost, Relaxed);
         let mut s = self.counters.snapshot(self.cache.bytes());
         s.overflow_engine = self.is_overflow() as u64;
         s
