@@ -492,3 +492,31 @@ fn a_thread_takes_back_the_range_it_freed_last() {
         a.dealloc(z as *mut u8, l);
     }
 }
+
+/// A request too big for the range this thread freed last grows that range (issue #20), not the
+/// largest smaller range in the cache (`x` here, freed first and bigger), which under several
+/// threads is another thread's: that thread's next request would then miss in turn. Told by the
+/// bytes each range held (`retain` keeps them): the grown block starts with `y`'s.
+#[test]
+fn a_thread_grows_the_range_it_freed_last() {
+    let a = retain(Prefetch::None);
+    let (lx, ly, big) = (layout(5 * MIB), layout(4 * MIB), layout(6 * MIB));
+    // SAFETY: every block is freed once with the layout it was allocated with; the bytes read
+    // were written by this test (retained pages keep them).
+    unsafe {
+        let x = a.alloc(lx);
+        let spacer = a.alloc(ly);
+        let y = a.alloc(ly);
+        let spacer2 = a.alloc(ly);
+        x.write(1);
+        y.write(2);
+        a.dealloc(x, lx);
+        a.dealloc(y, ly);
+        let grown = a.alloc(big);
+        assert_eq!(a.stats().grown_hits, 1, "{}", a.stats());
+        assert_eq!(grown.read(), 2, "the grown range was not this thread's own");
+        a.dealloc(grown, big);
+        a.dealloc(spacer, ly);
+        a.dealloc(spacer2, ly);
+    }
+}

@@ -108,7 +108,9 @@ impl Engine {
     /// issue #12) keeps that replay exact (`tests/engine_paths.rs`) and grows more of
     /// `malloc_large`'s blocks from pages the process holds.
     fn grow_smaller_range(&self, b: &Block) -> Option<*mut u8> {
-        let r = self.cache.take_largest_below(b.len, b.len / 4)?;
+        let r = self
+            .take_own_extent(b.len)
+            .or_else(|| self.cache.take_largest_below(b.len, b.len / 4))?;
         // SAFETY: the range was just taken out of the cache; nothing else uses it.
         match unsafe { self.grow_by_moving(r.addr as *mut u8, r.len, b.len, b.align) } {
             Ok(p) => {
