@@ -20,6 +20,17 @@ use pagewise::{Config, PageAlloc, Release};
 
 const TEST: &str = "more_live_blocks_than_mappings_are_all_served";
 
+/// In the test process (not a child): runs `test` in a child in `mode`, prints what it printed
+/// and checks that it succeeded within `secs` seconds.
+fn parent_runs(test: &str, mode: &str, secs: u64) {
+    if child_mode().is_some() {
+        return;
+    }
+    let out = run_child(test, mode, &[], Duration::from_secs(secs));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "child failed:\n{}", out.describe());
+}
+
 fn max_map_count() -> usize {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .expect("read /proc/sys/vm/max_map_count")
@@ -118,12 +129,7 @@ fn more_live_blocks_than_mappings_are_all_served() {
         child_main();
         return;
     }
-    if child_mode().is_some() {
-        return;
-    }
-    let out = run_child(TEST, "map-count", &[], Duration::from_secs(300));
-    println!("{}", out.stdout);
-    assert!(out.status.success(), "child failed:\n{}", out.describe());
+    parent_runs(TEST, "map-count", 300);
 }
 
 const PER_BLOCK_TEST: &str = "a_huge_block_is_one_mapping";
@@ -182,12 +188,7 @@ fn a_huge_block_is_one_mapping() {
         );
         return;
     }
-    if child_mode().is_some() {
-        return;
-    }
-    let out = run_child(PER_BLOCK_TEST, "per-block", &[], Duration::from_secs(60));
-    println!("{}", out.stdout);
-    assert!(out.status.success(), "child failed:\n{}", out.describe());
+    parent_runs(PER_BLOCK_TEST, "per-block", 60);
 }
 
 const CHURN_TEST: &str = "a_churned_block_is_at_most_three_mappings";
@@ -253,10 +254,5 @@ fn a_churned_block_is_at_most_three_mappings() {
         }
         return;
     }
-    if child_mode().is_some() {
-        return;
-    }
-    let out = run_child(CHURN_TEST, "churn", &[], Duration::from_secs(60));
-    println!("{}", out.stdout);
-    assert!(out.status.success(), "child failed:\n{}", out.describe());
+    parent_runs(CHURN_TEST, "churn", 60);
 }
