@@ -153,6 +153,10 @@ counters! {
     /// Cached ranges released to keep the cache's resident bytes within its budget, which
     /// follows the live large bytes: at most a tenth over their recent peak, or 8 MiB.
     budget_releases,
+    /// Compare-and-swaps on cache slots lost to another thread, in every allocator of the process
+    /// together (read when the snapshot is taken): the contention on the cache's slots. A lost
+    /// hold is never waited for: the slot is skipped or the scan made again.
+    lost_holds,
     /// 1 when this allocator runs on the shared overflow engine, else 0: it was first used while
     /// 64 other allocators with a cache were alive (see [`PageAlloc`](crate::PageAlloc)). It then
     /// has no cache, unmaps at free, does not prefetch, ignores `reconfigure`, and its counters

@@ -455,3 +455,61 @@ fn cached_bytes_follow_every_path_in_and_out_of_the_cache() {
         assert_eq!(cached(&a), 0);
     }
 }
+
+/// A thread's next allocation takes back the range it freed last (issue #20), with the tail
+/// left behind it, rather than the cache's first exact fit (`x` here, freed first and in the
+/// first slot), which under several threads is as often a range another thread freed: so each
+/// thread keeps its own range and its tail instead of trading them.
+#[test]
+fn a_thread_takes_back_the_range_it_freed_last() {
+    let a = retain(Prefetch::None);
+    let l = layout(4 * MIB);
+    let small = layout(3 * MIB);
+    // SAFETY: every block is freed once with the layout it was allocated with.
+    unsafe {
+        let x = a.alloc(l);
+        let y = a.alloc(l);
+        a.dealloc(x, l);
+        a.dealloc(y, l);
+        assert_eq!(a.alloc(l), y, "not the range freed last");
+        // A smaller block carved from y, freed, then a bigger one: y's range and its tail again,
+        // although x fits exactly.
+        a.dealloc(y, l);
+        assert_eq!(a.alloc(small), y);
+        a.dealloc(y, small);
+        assert_eq!(a.alloc(l), y, "the tail was not taken back with the range");
+        a.dealloc(y, l);
+        // Another thread has no hint: best fit as before.
+        let z = std::thread::scope(|s| s.spawn(|| a.alloc(l) as usize).join().unwrap());
+        assert!(z == x as usize || z == y as usize);
+        a.dealloc(z as *mut u8, l);
+    }
+}
+
+/// A request too big for the range this thread freed last grows that range (issue #20), not the
+/// largest smaller range in the cache (`x` here, freed first and bigger), which under several
+/// threads is another thread's: that thread's next request would then miss in turn. Told by the
+/// bytes each range held (`retain` keeps them): the grown block starts with `y`'s.
+#[test]
+fn a_thread_grows_the_range_it_freed_last() {
+    let a = retain(Prefetch::None);
+    let (lx, ly, big) = (layout(5 * MIB), layout(4 * MIB), layout(6 * MIB));
+    // SAFETY: every block is freed once with the layout it was allocated with; the bytes read
+    // were written by this test (retained pages keep them).
+    unsafe {
+        let x = a.alloc(lx);
+        let spacer = a.alloc(ly);
+        let y = a.alloc(ly);
+        let spacer2 = a.alloc(ly);
+        x.write(1);
+        y.write(2);
+        a.dealloc(x, lx);
+        a.dealloc(y, ly);
+        let grown = a.alloc(big);
+        assert_eq!(a.stats().grown_hits, 1, "{}", a.stats());
+        assert_eq!(grown.read(), 2, "the grown range was not this thread's own");
+        a.dealloc(grown, big);
+        a.dealloc(spacer, ly);
+        a.dealloc(spacer2, ly);
+    }
+}

@@ -20,6 +20,17 @@ use pagewise::{Config, PageAlloc, Release};
 
 const TEST: &str = "more_live_blocks_than_mappings_are_all_served";
 
+/// In the test process (not a child): runs `test` in a child in `mode`, prints what it printed
+/// and checks that it succeeded within `secs` seconds.
+fn parent_runs(test: &str, mode: &str, secs: u64) {
+    if child_mode().is_some() {
+        return;
+    }
+    let out = run_child(test, mode, &[], Duration::from_secs(secs));
+    println!("{}", out.stdout);
+    assert!(out.status.success(), "child failed:\n{}", out.describe());
+}
+
 fn max_map_count() -> usize {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .expect("read /proc/sys/vm/max_map_count")
@@ -118,12 +129,7 @@ fn more_live_blocks_than_mappings_are_all_served() {
         child_main();
         return;
     }
-    if child_mode().is_some() {
-        return;
-    }
-    let out = run_child(TEST, "map-count", &[], Duration::from_secs(300));
-    println!("{}", out.stdout);
-    assert!(out.status.success(), "child failed:\n{}", out.describe());
+    parent_runs(TEST, "map-count", 300);
 }
 
 const PER_BLOCK_TEST: &str = "a_huge_block_is_one_mapping";
@@ -182,10 +188,71 @@ fn a_huge_block_is_one_mapping() {
         );
         return;
     }
-    if child_mode().is_some() {
+    parent_runs(PER_BLOCK_TEST, "per-block", 60);
+}
+
+const CHURN_TEST: &str = "a_churned_block_is_at_most_three_mappings";
+
+/// Issue #20 lets a block be two mappings: a thread's own range grown where it lies gets its tail
+/// mapped after it. Measured here: 32 live blocks, each replaced 2,000 times in all by one of a
+/// random size in 4–5 MiB (the range freed last is grown in place whenever the next block is
+/// bigger), then the mappings counted: 33 for the 32 live blocks and 22 MiB cached (119 grown
+/// hits; a tail mapped with the same advice and name merges with the mapping before it). The
+/// bound, three per block, leaves room for a range moved into a block (`fill_from_cache`) beside
+/// the tail; what it guards against is mappings piling up with churn. Near `vm.max_map_count` neither the tail
+/// nor moves are made (`map_count::may_map`).
+#[test]
+fn a_churned_block_is_at_most_three_mappings() {
+    const LIVE: usize = 32;
+    if child_mode().as_deref() == Some("churn") {
+        let a = PageAlloc::new().with_config(
+            Config::DEFAULT
+                .ignore_env()
+                .release(Release::Retain)
+                .decay_ms(None)
+                .background(false),
+        );
+        let mut buf = vec![0u8; 1 << 20];
+        let mut rng = XorShift::new(20);
+        let before = mappings(&mut buf);
+        let mut live: Vec<(*mut u8, Layout)> = Vec::with_capacity(LIVE);
+        for i in 0..2000 {
+            let size = rng.range(4 * MIB as u64, 5 * MIB as u64) as usize;
+            let l = Layout::from_size_align(size, 8).unwrap();
+            // SAFETY: non-zero size; every block is freed with its layout.
+            let p = unsafe { a.alloc(l) };
+            assert!(!p.is_null());
+            // SAFETY: a live block of `size` bytes.
+            unsafe { p.add(size - 1).write(1) };
+            if live.len() < LIVE {
+                live.push((p, l));
+            } else {
+                let slot = i % LIVE;
+                let (q, ql) = std::mem::replace(&mut live[slot], (p, l));
+                // SAFETY: q is live with layout ql.
+                unsafe { a.dealloc(q, ql) };
+            }
+        }
+        let added = mappings(&mut buf) - before;
+        let s = a.stats();
+        println!(
+            "{LIVE} live blocks after 2000 of 4-5 MiB: {added} mappings ({:.2} per live block), \
+             {} MiB cached, grown {} moved {} misses {}",
+            added as f64 / LIVE as f64,
+            s.cached_bytes >> 20,
+            s.grown_hits,
+            s.moved_ranges,
+            s.cache_misses
+        );
+        assert!(
+            added <= 3 * LIVE + 8,
+            "{added} mappings for {LIVE} live blocks: {s}"
+        );
+        for (p, l) in live {
+            // SAFETY: p is live with layout l.
+            unsafe { a.dealloc(p, l) };
+        }
         return;
     }
-    let out = run_child(PER_BLOCK_TEST, "per-block", &[], Duration::from_secs(60));
-    println!("{}", out.stdout);
-    assert!(out.status.success(), "child failed:\n{}", out.describe());
+    parent_runs(CHURN_TEST, "churn", 60);
 }

@@ -1,7 +1,10 @@
 //! The body of the `worker_*` examples: run one workload under this binary's global allocator
 //! and print one CSV line that `examples/report` parses.
 //!
-//! Usage: `worker_X <workload> <size> [--iters N] [--warmup N] [--settle-ms N] [--bound]`
+//! Usage: `worker_X <workload> <size> [--iters N] [--warmup N] [--settle-ms N] [--threads N] [--bound]`
+//!
+//! `--threads N` runs a churn workload on `N` threads instead of its own count (the report's
+//! `--threads-sweep`).
 //!
 //! Output, one line on stdout once the work is done (the report may start its next worker then):
 //! `work,<allocator>,<workload>,<size>,<iters>,<time_ns>,<minflt>,<majflt>,<peak_rss_kib>,<check>,<cold_round_ns>`
@@ -55,7 +58,9 @@ fn advise_huge(addr: usize, len: usize) {
 }
 
 fn usage(msg: &str) -> ! {
-    eprintln!("{msg}\nusage: worker <workload> <size> [--iters N] [--settle-ms N] [--bound]");
+    eprintln!(
+        "{msg}\nusage: worker <workload> <size> [--iters N] [--settle-ms N] [--threads N] [--bound]"
+    );
     eprintln!(
         "workloads: {}",
         Workload::ALL.map(Workload::name).join(", ")
@@ -82,6 +87,7 @@ pub fn run(allocator: &str) {
     let iters = flag("--iters").unwrap_or(3) as usize;
     let warmup = flag("--warmup").unwrap_or(1) as usize;
     let settle = Duration::from_millis(flag("--settle-ms").unwrap_or(1500));
+    let threads = flag("--threads").map(|n| n.max(1) as usize);
     let bound = args.iter().any(|a| a == "--bound");
     if bound && !workload.has_bound() {
         usage("no bound variant for this workload");
@@ -109,7 +115,8 @@ pub fn run(allocator: &str) {
 
     // `iters` rounds (or iterations, for the multi-round workloads) starting at round `first`.
     let mut work = |first: usize, iters: usize| -> u64 {
-        if let Some(shape) = workload.churn(size) {
+        if let Some(mut shape) = workload.churn(size) {
+            shape.threads = threads.unwrap_or(shape.threads);
             return workloads::churn(shape, iters, first as u64 + 1);
         }
         match workload {

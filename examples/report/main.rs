@@ -28,7 +28,8 @@
 //! `--seed-only`, `--from-runs FILE` (redo the tables, CSVs and chart from an earlier
 //! `runs.csv` without running anything), `--baseline DIR` (also run every pagewise policy with
 //! `DIR/worker_pagewise`, a worker built from another commit, as `before-<policy>`: a
-//! before/after comparison in one run). `--help` prints them; an unknown option or a missing
+//! before/after comparison in one run), `--threads-sweep` (the thread-count sweep of `sweep.rs`
+//! instead of the workloads). `--help` prints them; an unknown option or a missing
 //! value prints them and exits with status 2 before anything runs.
 
 #[path = "../common/median.rs"]
@@ -38,6 +39,7 @@ mod workloads;
 
 mod charts;
 mod seed;
+mod sweep;
 
 use median::median;
 use std::collections::{BTreeMap, VecDeque};
@@ -54,6 +56,8 @@ struct Case {
     workload: Workload,
     size: usize,
     iters: usize,
+    /// Threads of a churn workload, 0 for its own count (`--threads-sweep`).
+    threads: usize,
 }
 
 /// One row of the allocator column: which worker, with which environment.
@@ -96,6 +100,8 @@ struct Options {
     from_runs: Option<PathBuf>,
     /// A directory holding a `worker_pagewise` built from another commit.
     baseline: Option<PathBuf>,
+    /// Run the thread-count sweep (`sweep.rs`) instead of the workloads and the seed.
+    sweep: bool,
 }
 
 /// The options: name, whether it takes a value, and what it does (printed by `--help`).
@@ -133,6 +139,11 @@ const OPTIONS: &[(&str, Option<&str>, &str)] = &[
         "--from-runs",
         Some("FILE"),
         "redo tables, CSVs and charts from an earlier runs.csv",
+    ),
+    (
+        "--threads-sweep",
+        None,
+        "only the thread-count sweep (mixed_threads8's work on 1..32 threads)",
     ),
     (
         "--baseline",
@@ -209,10 +220,11 @@ fn parse_options() -> Options {
         only: list("--only"),
         allocators: list("--allocators"),
         build: !has("--no-build"),
-        seed: !has("--no-seed"),
+        seed: !has("--no-seed") && !has("--threads-sweep"),
         workloads: !has("--seed-only"),
         from_runs: value("--from-runs").map(PathBuf::from),
         baseline: value("--baseline").map(PathBuf::from),
+        sweep: has("--threads-sweep"),
     }
 }
 
@@ -221,6 +233,7 @@ fn cases(quick: bool) -> Vec<Case> {
         workload,
         size,
         iters,
+        threads: 0,
     };
     if quick {
         vec![
@@ -359,6 +372,9 @@ fn spawn(dir: &Path, case: &Case, alloc: &Alloc, settle_ms: u64, key: (usize, us
             &settle_ms.to_string(),
         ])
         .stdout(Stdio::piped());
+    if case.threads > 0 {
+        cmd.args(["--threads", &case.threads.to_string()]);
+    }
     if alloc.bound {
         cmd.arg("--bound");
     }
@@ -447,7 +463,9 @@ fn main() {
     let opt = parse_options();
     std::fs::create_dir_all(&opt.out).expect("cannot create the output directory");
     let started = Instant::now();
-    if opt.workloads {
+    if opt.sweep {
+        sweep::run(&opt);
+    } else if opt.workloads {
         run_workloads(&opt);
     }
     if opt.seed {

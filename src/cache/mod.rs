@@ -83,6 +83,7 @@ use crate::os::PAGE;
 pub(crate) use check::CacheFault;
 pub(crate) use counts::CachedBytes;
 use counts::Counts;
+pub(crate) use slot::lost_holds;
 use slot::{Filling, Held, Slot};
 
 /// Slots per allocator: enough for the working sets in the report (the widest, a HashMap

@@ -10,6 +10,22 @@ use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
 
 use super::{Pages, Range};
 
+/// Holds lost, in every cache of the process: a FULL slot found busy (another thread holds it),
+/// or a compare-and-swap that found the slot held by another thread since it was loaded.
+/// Counted on the losing path only, so the winning path pays nothing; it measures contention on
+/// the slots (issue #20: what 64 cores would see) and is reported as `Stats::lost_holds`.
+static LOST_HOLDS: AtomicU64 = AtomicU64::new(0);
+
+#[cold]
+fn lost_hold() {
+    LOST_HOLDS.fetch_add(1, Relaxed);
+}
+
+/// How many holds were lost so far (see [`LOST_HOLDS`]).
+pub(crate) fn lost_holds() -> u64 {
+    LOST_HOLDS.load(Relaxed)
+}
+
 const EMPTY: u8 = 0;
 /// BUSY, taken from EMPTY: the holder is publishing a range.
 const FILLING: u8 = 1;
@@ -89,23 +105,31 @@ impl Slot {
 
     /// EMPTY → FILLING, if the slot is EMPTY.
     pub(super) fn hold_empty(&self) -> Option<Filling<'_>> {
-        (self.state.load(Relaxed) == EMPTY
-            && self
-                .state
-                .compare_exchange(EMPTY, FILLING, Acquire, Relaxed)
-                .is_ok())
-        .then_some(Filling(self))
+        if self.state.load(Relaxed) != EMPTY {
+            return None;
+        }
+        self.state
+            .compare_exchange(EMPTY, FILLING, Acquire, Relaxed)
+            .map_err(|_| lost_hold())
+            .ok()?;
+        Some(Filling(self))
     }
 
     /// FULL → HELD, if the slot is FULL; its range is then exactly what the slot says.
     pub(super) fn hold_full(&self) -> Option<Held<'_>> {
         // A load first: a compare-and-swap on a slot that is not FULL would still take its cache
         // line from the other cores.
-        if self.state.load(Relaxed) != FULL {
-            return None;
+        match self.state.load(Relaxed) {
+            FULL => {}
+            EMPTY => return None,
+            _ => {
+                lost_hold(); // busy: another thread holds it
+                return None;
+            }
         }
         self.state
             .compare_exchange(FULL, HELD, Acquire, Relaxed)
+            .map_err(|_| lost_hold())
             .ok()?;
         Some(Held {
             slot: self,

@@ -121,6 +121,21 @@ impl Cache {
         Some((r.pages, rest))
     }
 
+    /// Takes the cached range that starts exactly at `addr`, whole, if there is one (and no
+    /// other thread holds it).
+    pub(crate) fn take_starting_at(&self, addr: usize) -> Option<Range> {
+        let slot = self
+            .slots
+            .iter()
+            .find(|slot| slot.peek_extent().is_some_and(|(a, _)| a == addr))?;
+        let held = slot.hold_full()?;
+        if held.range.addr != addr {
+            held.put_back_unchanged(); // replaced by another range since the scan
+            return None;
+        }
+        Some(self.take_out(held))
+    }
+
     /// Takes every cached range for which `pick` says yes, handing each to `release` (which
     /// unmaps or advises it). Returns how many were taken.
     pub(crate) fn drain(

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the pool of engines, an engine's settings, verbose start-up |
 //! | `alloc.rs` | a large allocation: from the cache, by growing a smaller range, or fresh |
+//! | `affinity.rs` | a thread's next allocation from the range it freed last |
 //! | `release.rs` | a large free: the release policy, the cache limit, unmapping |
 //! | `realloc.rs` | resizing a large block in place, by moving pages, or by copying |
 //! | `maintain.rs` | decay, the pressure signal, purge |
@@ -52,6 +53,7 @@
 //! a pool engine on first use and retires it when dropped. Engine 0 is the overflow engine, used
 //! by allocators beyond the pool: it has no cache and unmaps at free.
 
+mod affinity;
 mod alloc;
 mod budget;
 mod limit;
@@ -256,6 +258,8 @@ impl Engine {
     pub(crate) fn stats(&self) -> Stats {
         // The soft limit in force now: it changes with the cgroup's (issue #19).
         self.counters.limit_bytes.store(self.limit_now(), Relaxed);
+        let lost = crate::cache::lost_holds();
+        self.counters.lost_holds.store(lost, Relaxed);
         let mut s = self.counters.snapshot(self.cache.bytes());
         s.overflow_engine = self.is_overflow() as u64;
         s
