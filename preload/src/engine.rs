@@ -12,7 +12,7 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use pagewise::{Config, PageAlloc, Stats};
+use pagewise::{Config, PageAlloc, Prefetch, Stats};
 
 use crate::owners::{Block, Moving, OWNERS, PAGE};
 use crate::{glibc, start};
@@ -31,7 +31,14 @@ unsafe impl GlobalAlloc for Refuse {
     unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
 }
 
-static ENGINE: PageAlloc<Refuse> = PageAlloc::with_inner(Refuse);
+/// The engine, with one default changed from a Rust program's: `PAGEWISE_PREFETCH=none`. C
+/// programs allocate big buffers that they touch sparsely or fill by `read(2)`: with `hugepage`,
+/// each touched 2 MiB faults a whole huge page (xz -9: 213 MiB peak against glibc's 154; `none`:
+/// 154) and sort's `read` calls took 0.13-0.15 s of faulting against 0.03 s (`strace -c`, 64 MiB
+/// of input). Measured with `scripts/preload_bench.py --variant` (README, "Any program"). The
+/// environment still decides: `PAGEWISE_PREFETCH=hugepage` brings huge pages back.
+static ENGINE: PageAlloc<Refuse> =
+    PageAlloc::with_inner(Refuse).with_config(Config::DEFAULT.prefetch(Prefetch::None));
 
 /// Large requests glibc served because the engine could not (counted as `fallback_allocs`).
 static GLIBC_FALLBACKS: AtomicU64 = AtomicU64::new(0);
