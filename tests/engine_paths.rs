@@ -8,19 +8,12 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
 
-use pagewise::{Config, PageAlloc, Prefetch, Release};
+use pagewise::{PageAlloc, Prefetch};
 
 const MIB: usize = 1 << 20;
 
 fn retain(prefetch: Prefetch) -> PageAlloc {
-    PageAlloc::new().with_config(
-        Config::DEFAULT
-            .ignore_env()
-            .release(Release::Retain)
-            .prefetch(prefetch)
-            .decay_ms(None)
-            .background(false),
-    )
+    common::retain_no_decay(prefetch)
 }
 
 fn layout(size: usize) -> Layout {

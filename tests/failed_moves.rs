@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use common::*;
-use pagewise::{Config, PageAlloc, Prefetch, Release};
+use pagewise::Prefetch;
 
 /// `mremap`'s flag that names a destination (include/uapi/linux/mman.h).
 const MREMAP_FIXED: u32 = 2;
@@ -124,14 +124,7 @@ fn layout(size: usize) -> Layout {
 /// move failing as `mode` says; then checks that every block was whole and that nothing is left
 /// mapped where pagewise's blocks were.
 fn churn_with_failing_moves(mode: &str, prefetch: Prefetch) {
-    let a = PageAlloc::new().with_config(
-        Config::DEFAULT
-            .ignore_env()
-            .release(Release::Retain)
-            .prefetch(prefetch)
-            .decay_ms(None)
-            .background(false),
-    );
+    let a = retain_no_decay(prefetch);
     match mode {
         "fail" => filter_fixed_mremap(libc::SECCOMP_RET_ERRNO | libc::ENOMEM as u32),
         "unmap" => install_trap(1),

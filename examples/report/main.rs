@@ -497,17 +497,7 @@ fn run_workloads(opt: &Options) {
         let runs = read_runs_csv(path, &cases, &allocs);
         return summarize(opt, &cases, &allocs, runs);
     }
-    if opt.build {
-        let mut workers: Vec<&str> = allocs.iter().map(|a| a.worker).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        build_workers(&workers);
-    }
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = worker_dir(opt, &allocs);
 
     // (case index, allocator index) -> runs
     let mut runs: BTreeMap<(usize, usize), Vec<Sample>> = BTreeMap::new();
@@ -976,4 +966,20 @@ fn print_policy_wins(cases: &[Case], allocs: &[Alloc], medians: &BTreeMap<(usize
             println!("  {:<34} {}", a.name, wins.join("; "));
         }
     }
+}
+
+/// Builds the workers of `allocs` (unless `--no-build`) and returns the directory they run from,
+/// this program's own.
+fn worker_dir(opt: &Options, allocs: &[Alloc]) -> PathBuf {
+    if opt.build {
+        let mut workers: Vec<&str> = allocs.iter().map(|a| a.worker).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        build_workers(&workers);
+    }
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

@@ -4,7 +4,7 @@
 //! count and allocator, the time per buffer, the peak RSS and the RSS after the work (medians of
 //! `--reps` runs, with the min–max), and writes `sweep.csv`.
 
-use super::{allocators, build_workers, finish, median, run_range, spawn, Case, Options, Sample};
+use super::{allocators, finish, median, run_range, spawn, Case, Options, Sample};
 use crate::workloads::{Workload, MIB};
 use std::fmt::Write as _;
 
@@ -22,17 +22,7 @@ pub(crate) fn run(opt: &Options) {
         Some(keep) => keep.contains(&a.name),
         None => DEFAULT_ALLOCATORS.contains(&a.name.as_str()),
     });
-    if opt.build {
-        let mut workers: Vec<&str> = allocs.iter().map(|a| a.worker).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        build_workers(&workers);
-    }
-    let dir = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let dir = super::worker_dir(opt, &allocs);
     let cases: Vec<Case> = THREADS
         .iter()
         .map(|&threads| Case {

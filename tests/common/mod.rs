@@ -413,3 +413,17 @@ pub fn assert_zeroed_and_writable(block: &mut [u8], what: &str) {
         panic!("{what}: byte {i} did not keep what was written");
     }
 }
+
+/// An allocator that keeps every freed range resident (`retain`), with no decay and no background
+/// thread, so that a test decides when the cache changes; the environment is ignored.
+pub fn retain_no_decay(prefetch: pagewise::Prefetch) -> pagewise::PageAlloc {
+    use pagewise::{Config, PageAlloc, Release};
+    PageAlloc::new().with_config(
+        Config::DEFAULT
+            .ignore_env()
+            .release(Release::Retain)
+            .prefetch(prefetch)
+            .decay_ms(None)
+            .background(false),
+    )
+}
