@@ -22,10 +22,19 @@ pub(crate) enum FileError {
 
 /// [`read_regular_file`] for callers that only need the bytes (`/proc/self/...` files).
 pub(crate) fn read_file(path: &core::ffi::CStr, buf: &mut [u8]) -> Result<usize, Errno> {
-    match read_regular_file(path, buf) {
-        Ok((n, _)) => Ok(n),
-        Err(FileError::Open(e) | FileError::Read(e)) => Err(e),
-        Err(FileError::NotRegular(_)) => Err(Errno(libc::EINVAL)),
+    read_regular_file(path, buf)
+        .map(|(n, _)| n)
+        .map_err(FileError::errno)
+}
+
+impl FileError {
+    /// The error as one errno, for callers that only need the bytes (`EINVAL` for a file that
+    /// is not regular).
+    fn errno(self) -> Errno {
+        match self {
+            FileError::Open(e) | FileError::Read(e) => e,
+            FileError::NotRegular(_) => Errno(libc::EINVAL),
+        }
     }
 }
 
@@ -56,15 +65,11 @@ pub(crate) fn read_regular_file(
 /// Counts the lines of a file (`/proc/self/maps`: one per mapping) with a stack buffer, never
 /// allocating. Reads all of it: about 10 ms per 65,000 lines.
 pub(crate) fn count_lines(path: &core::ffi::CStr) -> Result<usize, Errno> {
-    let unwrap = |e: FileError| match e {
-        FileError::Open(e) | FileError::Read(e) => e,
-        FileError::NotRegular(_) => Errno(libc::EINVAL),
-    };
-    let mut file = RegularFile::open(path).map_err(unwrap)?;
+    let mut file = RegularFile::open(path).map_err(FileError::errno)?;
     let mut buf = [0u8; 4096];
     let mut lines = 0;
     loop {
-        match file.read(&mut buf).map_err(unwrap)? {
+        match file.read(&mut buf).map_err(FileError::errno)? {
             0 => return Ok(lines),
             n => lines += buf[..n].iter().filter(|&&b| b == b'\n').count(),
         }
@@ -85,15 +90,11 @@ pub(crate) struct Mapping {
 /// mapping contains it. Used only after a failed page move, to tell whether the block's untouched
 /// pages are still there (`Engine::mend_hole`).
 pub(crate) fn mapping_around(addr: usize) -> Result<Option<Mapping>, Errno> {
-    let unwrap = |e: FileError| match e {
-        FileError::Open(e) | FileError::Read(e) => e,
-        FileError::NotRegular(_) => Errno(libc::EINVAL),
-    };
-    let mut file = RegularFile::open(c"/proc/self/maps").map_err(unwrap)?;
+    let mut file = RegularFile::open(c"/proc/self/maps").map_err(FileError::errno)?;
     let mut buf = [0u8; 4096];
     let mut line = MapsLine::default();
     loop {
-        let n = file.read(&mut buf).map_err(unwrap)?;
+        let n = file.read(&mut buf).map_err(FileError::errno)?;
         if n == 0 {
             return Ok(None);
         }
