@@ -35,6 +35,8 @@ struct Block {
     /// At least a page.
     align: usize,
     zeroed: bool,
+    /// When the request came (`os::now_ms`).
+    now: u64,
 }
 
 impl Engine {
@@ -45,12 +47,14 @@ impl Engine {
         let Some(len) = map_len(size) else {
             return ptr::null_mut();
         };
-        self.maintain_if_due(os::now_ms());
+        let now = os::now_ms();
+        self.maintain_if_due(now);
         let block = Block {
             size,
             len,
             align: align.max(PAGE),
             zeroed,
+            now,
         };
         let p = self
             .take_from_cache(&block)
@@ -73,7 +77,7 @@ impl Engine {
             b.align
         };
         let r = self
-            .take_own(b.len, carve_align)
+            .take_own(b.len, carve_align, b.now)
             .or_else(|| self.take_cached(b.len, carve_align))
             .or_else(|| {
                 (carve_align != b.align)
@@ -108,7 +112,7 @@ impl Engine {
     /// issue #12) keeps that replay exact (`tests/engine_paths.rs`) and grows more of
     /// `malloc_large`'s blocks from pages the process holds.
     fn grow_smaller_range(&self, b: &Block) -> Option<*mut u8> {
-        let own = self.take_own_extent(b.len, b.align);
+        let own = self.take_own_extent(b.len, b.align, b.now);
         // This thread's own range is grown where it lies if the address space after it is free
         // (see `map_tail`); any other, or where that fails, by `mremap`.
         let in_place = own.as_ref().and_then(|r| self.map_tail(r, b.len));

@@ -60,6 +60,13 @@ impl Peak {
         }
     }
 
+    /// Forgets the peak (a new owner adopts the engine).
+    pub(super) fn reset(&self) {
+        self.current.store(0, Relaxed);
+        self.previous.store(0, Relaxed);
+        self.since_ms.store(0, Relaxed);
+    }
+
     /// Notes that `live` bytes are live now.
     #[inline]
     fn note(&self, live: u64) {

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `mod.rs` | the pool of engines, an engine's settings, verbose start-up |
 //! | `alloc.rs` | a large allocation: from the cache, by growing a smaller range, or fresh |
-//! | `affinity.rs` | a thread's next allocation from the range it freed last |
+//! | `affinity.rs` | a thread's next allocation from the range it freed last, under threads |
 //! | `release.rs` | a large free: the release policy, the cache limit, unmapping |
 //! | `realloc.rs` | resizing a large block in place, by moving pages, or by copying |
 //! | `maintain.rs` | decay, the pressure signal, purge |
@@ -102,6 +102,8 @@ pub(crate) struct Engine {
     recent_misses: AtomicU32,
     /// The recent peak of the live large bytes, for the cache's budget (`budget.rs`).
     peak: budget::Peak,
+    /// Whether threads take turns freeing here, for the thread affinity (`affinity.rs`).
+    sharing: affinity::Sharing,
     pub(crate) counters: Counters,
     cache: Cache,
     pressure: Pressure,
@@ -141,6 +143,7 @@ impl Engine {
             last_maintenance_ms: AtomicU64::new(0),
             recent_misses: AtomicU32::new(0),
             peak: budget::Peak::new(),
+            sharing: affinity::Sharing::new(),
             counters: Counters::new(),
             cache: Cache::new(),
             pressure: Pressure::new(),
@@ -160,6 +163,10 @@ impl Engine {
                 // Counters describe this owner's activity (the cache keeps its own byte counts).
                 e.counters.reset();
                 e.recent_misses.store(0, Relaxed);
+                // So are the live peak and which threads free here: a former owner's are not
+                // this one's.
+                e.peak.reset();
+                e.sharing.reset();
                 e.configure(config);
                 e.state.store(ACTIVE, Ordering::Release);
                 return e;

@@ -23,7 +23,7 @@ impl Engine {
         Counters::sub(&c.live_bytes, len as u64);
         let now = os::now_ms();
         self.release_range(p as usize, len, now);
-        super::affinity::note_freed(p as usize, len);
+        self.note_freed(p as usize, len, now);
         self.maintain_if_due(now);
     }
 
