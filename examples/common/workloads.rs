@@ -41,13 +41,16 @@ pub enum Workload {
 
 /// The shape of a churn workload ([`churn`]): `threads` threads, each replacing `slots` buffers
 /// (or, with no slots, dropping each buffer at once) by `vec![0u8; n]`, `n` random in
-/// `min..=max`.
+/// `min..=max`, each buffer written one byte per page at `touch_offset` into each page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Churn {
     pub threads: usize,
     pub slots: usize,
     pub min: usize,
     pub max: usize,
+    /// 0 in the report. The worker's `--touch-offset N` changes it, to show how much of a time
+    /// depends on where in its page a buffer starts (issue #20's note).
+    pub touch_offset: usize,
 }
 
 impl Workload {
@@ -99,6 +102,7 @@ impl Workload {
             slots,
             min,
             max: size,
+            touch_offset: 0,
         })
     }
 
@@ -250,7 +254,7 @@ pub fn churn(shape: Churn, iters: usize, seed: u64) -> u64 {
         let mut sum = 0;
         for _ in 0..iters {
             let mut buf = vec![0u8; rng.range(shape.min, shape.max.max(shape.min))];
-            for i in (0..buf.len()).step_by(PAGE) {
+            for i in (shape.touch_offset.min(buf.len())..buf.len()).step_by(PAGE) {
                 buf[i] = 1;
             }
             sum += sample(&buf);
