@@ -19,41 +19,29 @@
 
 use std::time::{Duration, Instant};
 
+#[path = "common/mapping.rs"]
+mod mapping;
+
+use mapping::{advise, touch_pages, Mapping};
+
 const MIB: usize = 1 << 20;
 const HUGE: usize = 2 * MIB;
 
 /// Maps `len` bytes (2 MiB-aligned), advises them, writes one byte per 4 KiB page, unmaps them.
 /// Returns GB/s of memory touched.
 fn touch(len: usize, huge: bool) -> f64 {
-    let whole = len + HUGE;
-    // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
-    let m = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            whole,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    assert_ne!(m, libc::MAP_FAILED, "mmap failed");
-    let p = (m as usize).next_multiple_of(HUGE) as *mut u8;
+    let m = Mapping::new(len + HUGE);
+    let p = (m.ptr as usize).next_multiple_of(HUGE) as *mut u8;
     let advice = if huge {
         libc::MADV_HUGEPAGE
     } else {
         libc::MADV_NOHUGEPAGE
     };
-    // SAFETY: p..p+len lies inside the mapping just made; the advice only changes faulting.
-    unsafe { libc::madvise(p.cast(), len, advice) };
+    advise(p, len, advice).expect("madvise");
     let start = Instant::now();
-    for i in (0..len).step_by(4096) {
-        // SAFETY: p+i is inside the mapping, which is readable and writable.
-        unsafe { p.add(i).write_volatile(1) };
-    }
+    // p..p+len lies inside the mapping, which is readable and writable.
+    touch_pages(p, len, 1);
     let secs = start.elapsed().as_secs_f64();
-    // SAFETY: m..m+whole is the mapping made above, not used after this.
-    unsafe { libc::munmap(m, whole) };
     len as f64 / secs / 1e9
 }
 
