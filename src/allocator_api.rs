@@ -174,16 +174,10 @@ impl<A: GlobalAlloc> PageAlloc<A> {
     ) -> *mut u8 {
         let from_fallback = fallback::owns(p, layout);
         if !from_fallback {
-            let engine = self.engine();
-            let (size, align) = (layout.size(), layout.align());
-            // SAFETY: a large block of this engine with this size and alignment.
-            let q = unsafe {
-                if zeroed {
-                    engine.realloc_zeroed(p, size, align, new_size)
-                } else {
-                    engine.realloc(p, size, align, new_size)
-                }
-            };
+            let size = layout.size();
+            // SAFETY: a large block of this engine with this size and alignment; zeroed only for
+            // growth (the caller's guarantee).
+            let q = unsafe { self.engine_realloc(p, size, layout.align(), new_size, zeroed) };
             if !q.is_null() || new_size <= size {
                 return q;
             }

@@ -11,8 +11,9 @@
 //! `dealloc` and `realloc` must then know whose block they hold, from the pointer and the layout
 //! alone, and the common path may pay at most one atomic load for it:
 //! - Blocks with an alignment below a page (nearly all of them: `Vec`, `HashMap`, `Box`) are
-//!   placed at a fixed offset past a page boundary inside the inner allocation: never
-//!   page-aligned, while every block of the engine is. Telling them apart costs no load at all.
+//!   placed at a fixed offset past a page boundary inside the inner allocation ([`offset`]): an
+//!   offset the engine's blocks never have (they start on a page boundary or at a colour, see
+//!   [`crate::colour`]). Telling them apart costs no load at all.
 //! - Blocks that must be page-aligned or more are recorded in a small table of addresses
 //!   ([`ALIGNED_SLOTS`] of them); the free path looks there only while the table holds any (one
 //!   atomic load). When the table is full such a request returns null, as before this module.
@@ -32,8 +33,9 @@ static ALIGNED_LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Where a block of alignment `align` (below a page) starts inside its inner allocation, which
 /// is page-aligned: a multiple of `align` (so the block is aligned) below a page (so it is not
-/// page-aligned), and at least 16 so that small alignments keep malloc's.
-const fn offset(align: usize) -> usize {
+/// page-aligned), and at least 16 so that small alignments keep malloc's. No block of the engine
+/// starts at this offset in its page ([`crate::colour::pick`] avoids it).
+pub(crate) const fn offset(align: usize) -> usize {
     if align < 16 {
         16
     } else {
@@ -54,7 +56,7 @@ fn inner_layout(size: usize, align: usize) -> Option<Layout> {
 #[inline]
 pub(crate) fn owns(p: *mut u8, layout: Layout) -> bool {
     if layout.align() < PAGE {
-        return p as usize & (PAGE - 1) != 0;
+        return p as usize & (PAGE - 1) == offset(layout.align());
     }
     ALIGNED_LIVE.load(Ordering::Acquire) != 0 && find(p as usize).is_some()
 }
@@ -158,9 +160,12 @@ mod tests {
             // SAFETY: p came from alloc with this layout.
             unsafe { dealloc(&System, p, l) };
         }
-        // Every engine block is page-aligned, so never taken for a fallback one.
+        // Engine blocks start on a page or at a colour: never taken for a fallback one.
         let l = Layout::from_size_align(300 << 10, 8).unwrap();
         assert!(!owns(PAGE as *mut u8, l));
+        for c in (0..PAGE).step_by(64).filter(|&c| c >= 128) {
+            assert!(!owns((PAGE + c) as *mut u8, l), "colour {c}");
+        }
     }
 
     #[test]

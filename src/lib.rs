@@ -12,6 +12,7 @@ mod allocator_api;
 mod background;
 mod cache;
 mod cgroup;
+mod colour;
 pub mod config;
 mod decimal;
 mod engine;
@@ -282,12 +283,68 @@ impl<A: GlobalAlloc> PageAlloc<A> {
     /// inner allocator (see `fallback`).
     #[inline]
     fn alloc_large(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
-        let engine = self.engine();
-        let p = engine.alloc(size, align, zeroed);
+        let p = self.engine_alloc(size, align, zeroed);
         if !p.is_null() {
             return p;
         }
         self.alloc_fallback(size, align, zeroed)
+    }
+
+    /// A block of the engine, at its colour (see `colour`): the engine holds the block from the
+    /// start of its first page, `colour` bytes longer than asked (still in the same pages).
+    #[inline]
+    fn engine_alloc(&self, size: usize, align: usize, zeroed: bool) -> *mut u8 {
+        let c = colour::pick(size, align);
+        // size + c stays within size's last page (colour::pick), so it cannot overflow.
+        let base = self.engine().alloc(size + c, align, zeroed);
+        if base.is_null() {
+            return base;
+        }
+        // SAFETY: the engine's block holds size + c bytes from base.
+        unsafe { base.add(c) }
+    }
+
+    /// Frees a block of the engine.
+    ///
+    /// # Safety
+    /// `p` is a live block of [`Self::engine_alloc`] (or [`Self::engine_realloc`]) of `size` bytes.
+    #[inline]
+    unsafe fn engine_free(&self, p: *mut u8, size: usize) {
+        let c = colour::of(p);
+        // SAFETY: the engine's block starts c bytes before p and holds size + c bytes.
+        unsafe { self.engine().free(p.sub(c), size + c) }
+    }
+
+    /// Resizes a block of the engine in place or by moving its pages (its colour stays); null
+    /// when it could not, with the block untouched.
+    ///
+    /// # Safety
+    /// `p` is a live block of [`Self::engine_alloc`] of `size` bytes at `align`; `zeroed` only if
+    /// `new_size >= size`.
+    unsafe fn engine_realloc(
+        &self,
+        p: *mut u8,
+        size: usize,
+        align: usize,
+        new_size: usize,
+        zeroed: bool,
+    ) -> *mut u8 {
+        let c = colour::of(p);
+        let Some(new_len) = new_size.checked_add(c) else {
+            return ptr::null_mut();
+        };
+        // SAFETY: the engine's block starts c bytes before p and holds size + c bytes at a page's
+        // alignment (at least `align`: a coloured block has an alignment below a page); zeroed
+        // only for growth (the caller's guarantee).
+        let q = unsafe {
+            self.engine()
+                .realloc(p.sub(c), size + c, align, new_len, zeroed)
+        };
+        if q.is_null() {
+            return q;
+        }
+        // SAFETY: the engine's new block holds new_size + c bytes from q.
+        unsafe { q.add(c) }
     }
 
     #[cold]
@@ -312,7 +369,7 @@ impl<A: GlobalAlloc> PageAlloc<A> {
             return unsafe { fallback::dealloc(&self.inner, p, layout) };
         }
         // SAFETY: large blocks not from the fallback come from this engine with this size.
-        unsafe { self.engine().free(p, layout.size()) }
+        unsafe { self.engine_free(p, layout.size()) }
     }
 
     /// Resizes a large block to another large size.
@@ -323,10 +380,8 @@ impl<A: GlobalAlloc> PageAlloc<A> {
         let from_fallback = fallback::owns(p, layout);
         if !from_fallback {
             // SAFETY: a large block of this engine with this size and alignment.
-            let q = unsafe {
-                self.engine()
-                    .realloc(p, layout.size(), layout.align(), new_size)
-            };
+            let q =
+                unsafe { self.engine_realloc(p, layout.size(), layout.align(), new_size, false) };
             if !q.is_null() || new_size <= layout.size() {
                 return q;
             }

@@ -52,7 +52,10 @@ pub(crate) fn start() -> Config {
 
 /// The layout of a large request: `size` rounded up to whole pages, and at least the threshold
 /// (a small request with a big alignment is large too: the engine maps its alignment's worth of
-/// address space and keeps one page); `None` on overflow.
+/// address space and keeps one page); `None` on overflow. Whole pages also keep every block
+/// page-aligned: `PageAlloc` colours a block (starts it past its page boundary) only within the
+/// slack of its last page, and there is none, while `free` looks up only page-aligned pointers
+/// (`owners.rs`).
 fn layout(size: usize, align: usize, threshold: usize) -> Option<Layout> {
     let len = size.max(threshold).checked_next_multiple_of(PAGE)?;
     Layout::from_size_align(len, align).ok()

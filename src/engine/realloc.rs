@@ -12,46 +12,18 @@ use crate::stats::Counters;
 impl Engine {
     /// Resizes a large block to another large size, moving pages rather than bytes.
     ///
+    /// With `zeroed` (growth only: `Allocator::grow_zeroed`, feature `allocator-api2`), bytes
+    /// `old_size..new_size` read zero. Only what may hold old bytes is cleared: the old block's
+    /// slack past `old_size` (less than a page, which the block may have held data in before a
+    /// shrink, or carried from a cached range), and pages taken from the cache unless they are
+    /// zero pages; pages that `mremap` adds are fresh and are not touched. A copy into a new
+    /// block gets it from `alloc(zeroed)`, which clears the new block's cached pages whole, the
+    /// copied head included.
+    ///
     /// # Safety
-    /// `p` must be a live block of this engine allocated with `old_size` and `align`.
+    /// `p` must be a live block of this engine allocated with `old_size` and `align`; `zeroed`
+    /// only if `new_size >= old_size`.
     pub(crate) unsafe fn realloc(
-        &self,
-        p: *mut u8,
-        old_size: usize,
-        align: usize,
-        new_size: usize,
-    ) -> *mut u8 {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.resize(p, old_size, align, new_size, false) }
-    }
-
-    /// [`Engine::realloc`] to a bigger size, with bytes `old_size..new_size` reading zero
-    /// (`Allocator::grow_zeroed`, feature `allocator-api2`). Only what may hold old bytes is
-    /// cleared: the old block's slack past `old_size` (less than a page, which the
-    /// block may have held data in before a shrink, or carried from a cached range), and pages
-    /// taken from the cache unless they are zero pages; pages that `mremap` adds are fresh and
-    /// are not touched. A copy into a new block gets it from `alloc(zeroed)`, which clears the
-    /// new block's cached pages whole, the copied head included.
-    ///
-    /// # Safety
-    /// As for [`Engine::realloc`], and `new_size >= old_size`.
-    #[cfg(feature = "allocator-api2")]
-    pub(crate) unsafe fn realloc_zeroed(
-        &self,
-        p: *mut u8,
-        old_size: usize,
-        align: usize,
-        new_size: usize,
-    ) -> *mut u8 {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.resize(p, old_size, align, new_size, true) }
-    }
-
-    /// `realloc` and `realloc_zeroed`: `zeroed` only for growth (`new_size >= old_size`).
-    ///
-    /// # Safety
-    /// As for [`Engine::realloc`].
-    unsafe fn resize(
         &self,
         p: *mut u8,
         old_size: usize,
