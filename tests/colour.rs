@@ -3,12 +3,12 @@
 //! engine's mapping again, so every path that takes a block back is exercised with a coloured
 //! pointer here, including clearing for `alloc_zeroed` over dirty cached pages.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout};
 
+use common::{MIB, PAGE};
 use pagewise::{Config, PageAlloc, Prefetch, Release};
-
-const PAGE: usize = 4096;
-const MIB: usize = 1 << 20;
 
 fn alloc() -> PageAlloc {
     // The colour does not depend on the policy; retain keeps freed ranges for the reuse checks.

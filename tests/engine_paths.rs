@@ -8,9 +8,8 @@ mod common;
 
 use std::alloc::{GlobalAlloc, Layout};
 
+use common::MIB;
 use pagewise::{PageAlloc, Prefetch};
-
-const MIB: usize = 1 << 20;
 
 fn retain(prefetch: Prefetch) -> PageAlloc {
     common::retain_no_decay(prefetch)

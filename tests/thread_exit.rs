@@ -3,15 +3,16 @@
 //! range, `engine/affinity.rs`, which lives in a thread-local itself): every block goes back to
 //! the engine, none is lost or stranded in an exited thread, and what was written reads back.
 
+mod common;
+
 use std::cell::RefCell;
 use std::sync::{Arc, Barrier};
 
+use common::{first_not, MIB, PAGE};
 use pagewise::PageAlloc;
 
 #[global_allocator]
 static GLOBAL: PageAlloc = PageAlloc::new();
-
-const MIB: usize = 1 << 20;
 
 /// Frees its buffer when the thread's thread-locals are destroyed, after allocating, filling and
 /// checking another one there.
@@ -20,11 +21,8 @@ struct AtExit(Vec<u8>);
 impl Drop for AtExit {
     fn drop(&mut self) {
         let seed = self.0[0];
-        assert!(
-            self.0.iter().all(|&b| b == seed),
-            "the block kept its bytes"
-        );
-        let mut late = std::hint::black_box(vec![seed ^ 0xFF; self.0.len() + 3 * 4096 + 5]);
+        assert_eq!(first_not(&self.0, seed), None, "the block kept its bytes");
+        let mut late = std::hint::black_box(vec![seed ^ 0xFF; self.0.len() + 3 * PAGE + 5]);
         late[12345] = 1;
         assert_eq!(late.iter().filter(|&&b| b != seed ^ 0xFF).count(), 1);
         drop(late);
@@ -61,7 +59,7 @@ fn blocks_freed_by_thread_local_destructors_go_back() {
                         }
                     }
                     let seed = round.wrapping_mul(31).wrapping_add(t as u8) | 1;
-                    let kept = std::hint::black_box(vec![seed; 2 * MIB + t * 4096 + 100]);
+                    let kept = std::hint::black_box(vec![seed; 2 * MIB + t * PAGE + 100]);
                     HELD.with(|h| *h.borrow_mut() = Some(AtExit(kept)));
                 })
             })
