@@ -37,6 +37,13 @@ std::thread_local! {
 /// How long after two threads last freed on an engine in turn affinity stays on: a thread that
 /// frees once a second still has its range kept for it.
 const SHARED_MS: u64 = 1000;
+/// While threads take turns, how long a range stays held from the cache's budget after it was
+/// freed (see [`Engine::budget_freed_by`](super::Engine::budget_freed_by)). Longer than a thread
+/// that has been switched out waits to run again (with more threads than cores, the others'
+/// slices of a few ms each), shorter than the 1 s decay, and the idle time after which a miss may
+/// recycle a range (`RECYCLE_IDLE_MS`). On `mixed_threads8`, 30 ms still left 6–16 MB of budget
+/// releases per run, 100 ms none to 0.3 MB.
+const HOLD_MS: u64 = 100;
 
 /// Whether more than one thread has lately been freeing large blocks on an engine.
 pub(super) struct Sharing {
@@ -102,6 +109,26 @@ impl super::Engine {
         // `try_with`: a free from a thread-local destructor after this one is gone just skips.
         let _ = LAST_FREED.try_with(|c| c.set((addr, len)));
         self.sharing.note(now);
+    }
+
+    /// The latest time (`os::now_ms`) a resident range may have been freed at for the cache's
+    /// budget to give it back now: any time while one thread frees, and [`HOLD_MS`] ago while
+    /// threads take turns. The budget follows the peak of the live bytes, and with more threads
+    /// than cores many threads sit switched out between their free and their next allocation:
+    /// on `mixed_threads8` (8 threads, 2 cores) no more than 10–18 MiB of the 8 threads' 4–5 MiB
+    /// blocks were ever live at once, so the budget (a tenth over that) kept giving back the
+    /// ranges of the threads waiting to run, which each of them then faulted in again when it
+    /// ran: 50–170 MB of releases and 1,600–9,000 faults per run, for no lower peak (42.2–43.4
+    /// MiB with them, 42.3–43.1 without, the 8 ranges being there at once either way). Held,
+    /// 0–0.3 MB and 80–380 faults; a range its thread does not take back within [`HOLD_MS`]
+    /// goes at the next free or miss as before.
+    #[inline]
+    pub(super) fn budget_freed_by(&self, now: u64) -> u64 {
+        if self.sharing.shared(now) {
+            now.saturating_sub(HOLD_MS)
+        } else {
+            u64::MAX
+        }
     }
 
     /// Takes the first `need` bytes of the cached range (or run) at `addr`, the start of the

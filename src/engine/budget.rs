@@ -21,7 +21,9 @@
 //! Ranges go oldest first ([`Why::Budget`]), at a free that takes the cache over the budget and
 //! when a miss has mapped fresh pages and moved what it could into them, before anything touches
 //! them (counting the new block as live already, so the kernel hands the released pages to it
-//! and the process does not hold both).
+//! and the process does not hold both). While threads take turns, a range freed in the last
+//! 100 ms is held for the thread that will take it back (`Engine::budget_freed_by`): the peak of
+//! the live bytes misses the blocks of threads switched out between a free and an allocation.
 
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -118,7 +120,8 @@ impl Engine {
     /// make room for one more.
     pub(super) fn fit_budget(&self, coming: u64, now: u64) {
         let budget = self.cache_budget(coming, now);
-        let oldest = || Some(self).zip(self.cache.take_oldest_resident(u64::MAX));
+        let freed_by = self.budget_freed_by(now);
+        let oldest = || Some(self).zip(self.cache.take_oldest_resident(freed_by));
         let over = |_| {
             let cached = self.cache.bytes();
             (cached.resident + cached.lazy).saturating_sub(budget) as usize
