@@ -29,7 +29,8 @@
 //! - **move**: a cached range's pages moved into the fresh part of a new or grown block with
 //!   `mremap(MREMAP_FIXED)` (`fill_from_cache`): no fault, no copy.
 //! - **budget**: the most resident bytes the cache may hold now: a tenth over the recent peak of
-//!   the live large bytes, less what is live (at least 4 MiB); see `budget.rs`.
+//!   the live large bytes, less what is live (at least 4 MiB); see `budget.rs`. While threads
+//!   take turns, ranges freed in the last 100 ms are held from it (`affinity.rs`).
 //! - **maintenance**: decay (unmap ranges idle too long) and the pressure check (unmap the whole
 //!   cache while the kernel is reclaiming), run by the background thread or on the allocation
 //!   path at most every 10 ms.
